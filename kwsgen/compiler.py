@@ -1,0 +1,59 @@
+"""The top of the pipeline: model file + board + options -> project directory or verification result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KwsgenError
+from .fixedpoint import Rounding
+from .importer import read_bytes
+from .legalize import load_model
+from .project import lower, project_files, write_project_atomically
+from .verify import VerifyResult, verify
+
+
+def default_kernels(board_kind: str, kernels: str | None) -> str:
+    """CMSIS-NN on Arm boards, portable on the host, unless the user chose."""
+    if kernels:
+        return kernels
+    return "portable" if board_kind == "host" else "cmsis-nn"
+
+
+def _board(name: str):
+    from .targets import load_board
+
+    return load_board(name)
+
+
+def compile_model(model_path: Path, *, board: str, out_dir: Path, kernels: str | None = None, force: bool = False,
+                  cmsis_nn: Path | None = None, rounding: Rounding = Rounding.DOUBLE, alignment: int = 16,
+                  frontend: str | None = None, labels: str | None = None) -> dict:
+    source = read_bytes(model_path)
+    model = load_model(source, rounding)
+    b = _board(board)
+    kernels = default_kernels(b.kind, kernels)
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise KwsgenError(f"--alignment must be a power of two, got {alignment}")
+    if frontend or labels:
+        raise KwsgenError("--frontend/--labels firmware generation is not available yet")
+    compiled = lower(model, b.emit_target(kernels), board=b.name, source_name=Path(model_path).name,
+                     source_bytes=source, alignment=alignment)
+    write_project_atomically(out_dir, project_files(compiled, b.name), force=force)
+    return compiled.report
+
+
+def verify_model(model_path: Path, *, board: str = "host", kernels: str | None = None, n: int = 100,
+                 given: np.ndarray | None = None, cmsis_nn: Path | None = None,
+                 rounding: Rounding = Rounding.DOUBLE, sanitize: bool = False) -> VerifyResult:
+    if n < 0:
+        raise KwsgenError(f"-n must be >= 0, got {n}")
+    source = read_bytes(model_path)
+    model = load_model(source, rounding)
+    b = _board(board)
+    kernels = default_kernels(b.kind, kernels)
+    if n == 0 and given is None:
+        raise KwsgenError("nothing to verify: -n 0 and no --input")
+    return verify(model, board=b.name, kernels=kernels, n=n, given=given, sanitize=sanitize, cmsis_nn=cmsis_nn,
+                  source_name=Path(model_path).name, source_bytes=source)

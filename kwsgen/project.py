@@ -1,0 +1,232 @@
+"""Output projects: the generated library plus an application and build files, written atomically.
+
+Every project has the same layout whatever the board, so a user finds the model in the same place:
+
+    kwsgen-report.json        plan, sizes and per-layer figures
+    lib/kws_model/            the generated C library (library.json makes it a PlatformIO library)
+    src/                      the application (host: a harness; boards: a demo app)
+    Makefile | platformio.ini how to build it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .codegen import TEMPLATES, Library, make_env, render_library
+from .errors import KwsgenError
+from .legalize import Model
+from .ops import EmitTarget
+from .planner import Plan, check_plan, plan
+
+REPORT_NAME = "kwsgen-report.json"
+LIB_DIR = Path("lib") / "kws_model"
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A model lowered for one target: plan, rendered library and the report."""
+
+    model: Model
+    target: EmitTarget
+    plan: Plan
+    library: Library
+    report: dict
+
+
+def lower(model: Model, target: EmitTarget, *, board: str, source_name: str, source_bytes: bytes,
+          alignment: int = 16) -> Compiled:
+    p = plan(model, target, alignment)
+    problems = check_plan(p)
+    assert not problems, problems
+    lib = render_library(model, p, target, source_name=source_name, source_bytes=source_bytes)
+    return Compiled(model, target, p, lib, make_report(model, p, lib, target, board))
+
+
+def make_report(model: Model, p: Plan, lib: Library, target: EmitTarget, board: str) -> dict:
+    g = model.graph
+    layers = []
+    for step, layer in enumerate(model.core_layers):
+        outs = [g.tensors[t] for t in layer.op.outputs]
+        layers.append({
+            "step": step,
+            "op": layer.op.kind,
+            "source_operator": layer.op.index,
+            "macs": layer.opdef.macs(layer.op, g),
+            "output_bytes": sum(t.nbytes for t in outs),
+            "output_shape": [list(t.shape) for t in outs],
+            "arena_offset": p.offset_of_tensor(layer.op.outputs[0]),
+            "view": layer.opdef.view,
+            "scratch_bytes": (p.scratch(step) or (0, 0))[1],
+        })
+    return {
+        "kwsgen_version": __version__,
+        "board": board,
+        "kernels": target.kernels,
+        "isa": target.isa,
+        "rounding": model.rounding.value,
+        "arena_bytes": p.arena_bytes,
+        "arena_lower_bound_bytes": p.lower_bound_bytes,
+        "scratch_bytes": sum(b.size for b in p.buffers if b.scratch_of is not None),
+        "weights_bytes": lib.weights_bytes,
+        "macs": sum(layer["macs"] for layer in layers),
+        "float_io": model.float_io,
+        "plan": p.to_json(),
+        "layers": layers,
+    }
+
+
+# ---- writing files ----
+
+
+def library_files(lib: Library) -> dict[str, str]:
+    manifest = {
+        "name": "kws_model",
+        "version": __version__,
+        "description": "kwsgen-generated keyword-spotting model",
+        "build": {"srcDir": "src", "includeDir": "src", "flags": ["-std=c99"]},
+    }
+    files = {str(LIB_DIR / "src" / name): text for name, text in lib.files.items()}
+    files[str(LIB_DIR / "library.json")] = json.dumps(manifest, indent=2) + "\n"
+    return files
+
+
+def host_files(compiled: Compiled) -> dict[str, str]:
+    env = make_env()
+    ctx = {"version": __version__}
+    return {
+        "src/main.c": env.get_template("app/verify_main.c.j2").render(ctx),
+        "src/kws_io.h": (TEMPLATES / "app" / "kws_io_host.h").read_text(),
+        "Makefile": env.get_template("app/Makefile.host.j2").render(ctx),
+    }
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for rel, text in sorted(files.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def _is_kwsgen_dir(path: Path) -> bool:
+    return (path / REPORT_NAME).is_file()
+
+
+def write_project_atomically(out_dir: Path, files: dict[str, str], *, force: bool = False) -> None:
+    """Render into a sibling temp dir, then swap it in: a failure never leaves a half-written project."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KwsgenError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not _is_kwsgen_dir(out_dir) and not force:
+        raise KwsgenError(f"{out_dir}: directory is not empty and was not made by kwsgen (use --force to replace it)")
+    parent = out_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.kwsgen-", dir=parent))
+    except OSError as e:
+        raise KwsgenError(f"{out_dir}: cannot write there ({e.strerror})") from None
+    try:
+        write_tree(tmp, files)
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+            os.replace(out_dir, old / "d")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise KwsgenError(f"{out_dir}: cannot write project ({e.strerror})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def project_files(compiled: Compiled, board: str) -> dict[str, str]:
+    files = library_files(compiled.library)
+    if board == "host":
+        files.update(host_files(compiled))
+    else:
+        raise KwsgenError(f"board {board!r}: project rendering for this board is not available yet")
+    files[REPORT_NAME] = json.dumps(compiled.report, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+# ---- building and running for verification ----
+
+
+HOST_CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-O1", "-g")
+
+
+def compile_host_exe(root: Path, out: Path, *, defines: tuple[str, ...] = (), sanitize: bool = False) -> Path:
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None:
+        raise KwsgenError("no host C compiler found: install gcc (apt-get install gcc)")
+    sources = sorted(str(p) for p in (root / LIB_DIR / "src").glob("*.c")) + sorted(str(p) for p in (root / "src").glob("*.c"))
+    flags = list(HOST_CFLAGS) + (list(SANITIZE) if sanitize else [])
+    cmd = [cc, *flags, *[f"-D{d}" for d in defines], f"-I{root / LIB_DIR / 'src'}", f"-I{root / 'src'}", *sources, "-o", str(out), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KwsgenError(f"host build failed: {proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else proc.returncode}")
+    return out
+
+
+@dataclass
+class LibraryBuild:
+    """A rendered verification project that can run batches of inputs."""
+
+    root: Path
+    compiled: Compiled
+    board: str
+    sanitize: bool
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.compiled.plan.arena_bytes
+
+    @property
+    def weights_bytes(self) -> int:
+        return self.compiled.library.weights_bytes
+
+    def _exe(self, trace: bool) -> Path:
+        name = "harness_trace" if trace else "harness"
+        exe = self.root / name
+        if not exe.exists():
+            compile_host_exe(self.root, exe, defines=("KWS_MODEL_TRACE",) if trace else (), sanitize=self.sanitize)
+        return exe
+
+    def _run(self, exe: Path, inputs: bytes, workdir: Path, trace: bool) -> tuple[bytes, bytes]:
+        fin, fout, ftrace = workdir / "inputs.bin", workdir / "outputs.bin", workdir / "trace.bin"
+        fin.write_bytes(inputs)
+        args = [str(exe), str(fin), str(fout)] + ([str(ftrace)] if trace else [])
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            detail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise KwsgenError(f"generated code failed on the host: {detail}")
+        return fout.read_bytes(), ftrace.read_bytes() if trace else b""
+
+    def run(self, inputs: bytes, workdir: Path) -> tuple[bytes, int | None]:
+        out, _ = self._run(self._exe(False), inputs, workdir, False)
+        return out, None
+
+    def run_trace(self, inputs: bytes, workdir: Path) -> bytes:
+        return self._run(self._exe(True), inputs, workdir, True)[1]
+
+
+def render_verify_project(model: Model, root: Path, *, board: str, kernels: str, cmsis_nn: Path | None,
+                          source_name: str, source_bytes: bytes, sanitize: bool = False) -> LibraryBuild:
+    if board != "host":
+        raise KwsgenError(f"board {board!r}: verification on this board is not available yet")
+    target = EmitTarget(kernels, "scalar")
+    compiled = lower(model, target, board=board, source_name=source_name, source_bytes=source_bytes)
+    write_tree(root, project_files(compiled, board))
+    return LibraryBuild(root, compiled, board, sanitize)
