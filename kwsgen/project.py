@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .backends.cmsis_nn import CmsisNN, host_archive, locate
 from .codegen import TEMPLATES, Library, make_env, render_library
 from .errors import KwsgenError
 from .legalize import Model
@@ -165,13 +166,26 @@ HOST_CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-O1", "-g")
 
 
-def compile_host_exe(root: Path, out: Path, *, defines: tuple[str, ...] = (), sanitize: bool = False) -> Path:
+def host_cc() -> str:
     cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     if cc is None:
         raise KwsgenError("no host C compiler found: install gcc (apt-get install gcc)")
+    return cc
+
+
+def compile_host_exe(root: Path, out: Path, *, defines: tuple[str, ...] = (), sanitize: bool = False,
+                     cmsis: CmsisNN | None = None) -> Path:
+    cc = host_cc()
     sources = sorted(str(p) for p in (root / LIB_DIR / "src").glob("*.c")) + sorted(str(p) for p in (root / "src").glob("*.c"))
     flags = list(HOST_CFLAGS) + (list(SANITIZE) if sanitize else [])
-    cmd = [cc, *flags, *[f"-D{d}" for d in defines], f"-I{root / LIB_DIR / 'src'}", f"-I{root / 'src'}", *sources, "-o", str(out), "-lm"]
+    extra: list[str] = []
+    if cmsis is not None:  # its own flags: CMSIS-NN is not -pedantic clean, and is not ours to sanitize
+        extra = [f"-I{cmsis.include}"]
+        libs = [str(host_archive(cmsis, cc, ("-O2", "-std=c99", "-fPIC")))]
+    else:
+        libs = []
+    cmd = [cc, *flags, *[f"-D{d}" for d in defines], f"-I{root / LIB_DIR / 'src'}", f"-I{root / 'src'}", *extra,
+           *sources, *libs, "-o", str(out), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise KwsgenError(f"host build failed: {proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else proc.returncode}")
@@ -186,6 +200,7 @@ class LibraryBuild:
     compiled: Compiled
     board: str
     sanitize: bool
+    cmsis: CmsisNN | None = None
     flash_bytes: int | None = None
     ram_bytes: int | None = None
 
@@ -201,7 +216,8 @@ class LibraryBuild:
         name = "harness_trace" if trace else "harness"
         exe = self.root / name
         if not exe.exists():
-            compile_host_exe(self.root, exe, defines=("KWS_MODEL_TRACE",) if trace else (), sanitize=self.sanitize)
+            compile_host_exe(self.root, exe, defines=("KWS_MODEL_TRACE",) if trace else (), sanitize=self.sanitize,
+                             cmsis=self.cmsis)
         return exe
 
     def _run(self, exe: Path, inputs: bytes, workdir: Path, trace: bool) -> tuple[bytes, bytes]:
@@ -227,6 +243,7 @@ def render_verify_project(model: Model, root: Path, *, board: str, kernels: str,
     if board != "host":
         raise KwsgenError(f"board {board!r}: verification on this board is not available yet")
     target = EmitTarget(kernels, "scalar")
+    cmsis = locate(cmsis_nn) if kernels == "cmsis-nn" else None
     compiled = lower(model, target, board=board, source_name=source_name, source_bytes=source_bytes)
     write_tree(root, project_files(compiled, board))
-    return LibraryBuild(root, compiled, board, sanitize)
+    return LibraryBuild(root, compiled, board, sanitize, cmsis)

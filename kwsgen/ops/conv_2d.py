@@ -121,12 +121,50 @@ def macs(op: Operator, graph: Graph) -> int:
     return y.size * w.shape[1] * w.shape[2] * w.shape[3]
 
 
-def scratch(op: Operator, graph: Graph, p: ConvParams, target: EmitTarget) -> int:
-    if target.kernels != "cmsis-nn":
-        return 0
-    from ..backends import cmsis_nn  # deferred: the CMSIS-NN backend is optional
+def _im2col_bytes(isa: str, k_h: int, k_w: int, in_c: int) -> int:
+    """arm_convolve_s8_get_buffer_size: two q15 im2col columns (scalar/DSP) or four 16-lane int8 ones (MVE)."""
+    cols = k_h * k_w * in_c
+    if isa == "mve":
+        return 4 * ((cols + 15) // 16) * 16
+    return 2 * (cols + (-cols) % 4) * 2
 
-    return cmsis_nn.conv_scratch(op, graph, p, target.isa)
+
+def _one_by_n_mve_bytes(x_w: int, in_c: int, k_h: int, k_w: int, out_w: int, pad_w: int, stride_w: int) -> int:
+    """arm_convolve_1_x_n_s8_get_buffer_size_mve."""
+    total_pad = (out_w - 1) * stride_w + k_w - x_w
+    asym = total_pad % 2
+    right = max(1, (pad_w + asym + stride_w - 1) // stride_w) if pad_w + asym != 0 else 0
+    left = max(1, (pad_w + stride_w - 1) // stride_w) if pad_w != 0 else 0
+    if right + max(out_w - (right + left), 0) + left != out_w:
+        return _im2col_bytes("mve", k_h, k_w, in_c)
+    pad_left = pad_w * in_c
+    pad_right = right * in_c if asym else pad_left
+    elems_left = k_w * in_c
+    return max(elems_left + pad_left, elems_left - in_c + pad_right)
+
+
+def cmsis_scratch_bytes(isa: str, x_shape, w_shape, y_shape, pad: tuple[int, int], stride: tuple[int, int],
+                        dilation: tuple[int, int]) -> int:
+    """arm_convolve_wrapper_s8_get_buffer_size{,_dsp,_mve} of CMSIS-NN v7.0.0 as built by GCC.
+
+    (The 1x1-fast DSP buffer is non-zero only under Arm Compiler 6, so it is 0 here.)
+    """
+    _, x_h, x_w, in_c = x_shape
+    _, k_h, k_w, _ = w_shape
+    if pad == (0, 0) and (k_h, k_w) == (1, 1) and dilation == (1, 1):
+        return 0
+    if x_h == 1 and dilation[1] == 1 and k_h == 1 and (stride[1] * in_c) % 4 == 0:
+        if isa == "mve":
+            return _one_by_n_mve_bytes(x_w, in_c, k_h, k_w, y_shape[2], pad[1], stride[1])
+        return _im2col_bytes(isa, k_h, k_w, in_c)
+    return _im2col_bytes(isa, k_h, k_w, in_c)
+
+
+def scratch(op: Operator, graph: Graph, p: ConvParams, target: EmitTarget) -> int:
+    if target.kernels != "cmsis-nn" or p.groups != 1:
+        return 0
+    x, w, y = tensor_in(op, graph, 0), tensor_in(op, graph, 1), tensor_out(op, graph)
+    return cmsis_scratch_bytes(target.isa, x.shape, w.shape, y.shape, p.pad, p.stride, p.dilation)
 
 
 def emit(ctx) -> "Emitted":

@@ -1,0 +1,1 @@
+"""Kernel backends besides kwsgen's portable C: CMSIS-NN."""
