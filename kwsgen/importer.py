@@ -35,7 +35,7 @@ _TYPES = {
     tflite.TensorType.BOOL: "bool",
 }
 _TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
-_ACCESSOR_SKIP = ("Init", "GetRootAs")
+_ACCESSOR_SKIP = ("GetRootAs",)
 MAX_ELEMENTS = 1 << 28  # no KWS tensor comes near; guards against corrupt shapes
 
 
@@ -51,7 +51,9 @@ def _snake(name: str) -> str:
 
 def _vector(value: Any) -> tuple:
     """`...AsNumpy()` returns the integer 0 for an absent vector."""
-    return tuple(int(v) for v in value) if isinstance(value, np.ndarray) else ()
+    if not isinstance(value, np.ndarray):
+        return ()
+    return tuple(float(v) for v in value) if value.dtype.kind == "f" else tuple(int(v) for v in value)
 
 
 def decode_options(op: "tflite.Operator") -> dict[str, Any]:
@@ -65,7 +67,7 @@ def decode_options(op: "tflite.Operator") -> dict[str, Any]:
     opts.Init(table.Bytes, table.Pos)
     result: dict[str, Any] = {}
     for attr in dir(cls):
-        if attr.startswith("_") or attr.startswith(_ACCESSOR_SKIP) or attr.endswith(
+        if attr.startswith("_") or attr == "Init" or attr.startswith(_ACCESSOR_SKIP) or attr.endswith(
             ("BufferHasIdentifier", "Length", "IsNone", "AsNumpy")
         ):
             continue
