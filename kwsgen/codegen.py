@@ -196,6 +196,10 @@ class EmitContext:
         module = self.env.get_template(template).make_module()
         return str(getattr(module, macro)(L=self, **kwargs))
 
+    def require_kernel(self, template: str) -> None:
+        """Include another template's portable kernel (e.g. a shared copy kernel) exactly once."""
+        self.kernels_used.add(template)
+
     def portable(self, **kwargs: Any) -> "Emitted":
         """Emit the layer with kwsgen's portable kernel (macros decl() and call() of the op template)."""
         template = f"ops/{self.layer.opdef.template}.j2"

@@ -100,3 +100,147 @@ def batch_leading(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def saturate_int8(x: np.ndarray) -> np.ndarray:
     return np.clip(x, -128, 127).astype(np.int8)
+
+
+# ---- data movement (STRIDED_SLICE, SPLIT, PACK, TRANSPOSE, ...) ----
+
+from dataclasses import dataclass  # noqa: E402  (appended section; the module head is shared)
+
+COPY_MAX_DIMS = 5  # loop depth of the C strided copy kernel (kws_copy_s8); TFLM's data-movement ops stop at rank 5
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """One strided block copy: for every index vector i < count,
+    out[out_offset + sum(i_k * out_step_k)] = in[in_offset + sum(i_k * in_step_k)] (element units).
+
+    Every data-movement operator lowers each of its (input, output) pairs to such a plan at compile
+    time, so one small C kernel (kws_copy_s8) serves them all.
+    """
+
+    count: tuple[int, ...]
+    in_step: tuple[int, ...]
+    out_step: tuple[int, ...]
+    in_offset: int = 0
+    out_offset: int = 0
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Row-major element strides of a dense tensor."""
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= d
+    return tuple(reversed(strides))
+
+
+def copy_plan(count, in_step, out_step, in_offset: int = 0, out_offset: int = 0) -> CopyPlan:
+    """Canonical plan: extent-1 axes dropped and neighbours that are contiguous in both operands merged,
+    so the C loop nest is as shallow as possible (a plain slice or split becomes one memcpy per run)."""
+    axes = [(int(c), int(i), int(o)) for c, i, o in zip(count, in_step, out_step) if c != 1]
+    if any(c == 0 for c, _, _ in axes):
+        return CopyPlan((0,), (1,), (1,), int(in_offset), int(out_offset))
+    merged: list[tuple[int, int, int]] = []
+    for c, i, o in axes:
+        if merged and merged[-1][1] == i * c and merged[-1][2] == o * c:
+            merged[-1] = (merged[-1][0] * c, i, o)
+        else:
+            merged.append((c, i, o))
+    if not merged:
+        merged = [(1, 1, 1)]
+    count_, in_, out_ = zip(*merged)
+    return CopyPlan(tuple(count_), tuple(in_), tuple(out_), int(in_offset), int(out_offset))
+
+
+def copy_plan_indices(plan: CopyPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (source, destination) element indices a plan touches, in the C kernel's order (for tests/tools)."""
+    grids = np.indices(plan.count).reshape(len(plan.count), -1).astype(np.int64)
+    src = plan.in_offset + np.asarray(plan.in_step, dtype=np.int64) @ grids
+    dst = plan.out_offset + np.asarray(plan.out_step, dtype=np.int64) @ grids
+    return src, dst
+
+
+def check_copy_plan(plan: CopyPlan) -> list[str]:
+    """The C kernel's loop depth (offsets fit int32: the importer caps tensors at 2^28 elements)."""
+    if len(plan.count) > COPY_MAX_DIMS:
+        return [f"needs a {len(plan.count)}-deep copy loop; at most {COPY_MAX_DIMS} are supported"]
+    return []
+
+
+def data_tensor_problems(x: Tensor | None, y: Tensor | None, what_x: str = "input", what_y: str = "output") -> list[str]:
+    """A run-time data-movement layer: int8 per-tensor activations, identical quantization on both sides.
+
+    TFLM's data-movement kernels copy bytes and never rescale, so a different output scale or zero point
+    would silently change the meaning of the values: such a model is rejected rather than miscompiled.
+    """
+    problems = check_int8_activation(x, what_x) + check_int8_activation(y, what_y)
+    if problems:
+        return problems
+    if y.size == 0:
+        return [f"{what_y} is empty (shape {list(y.shape)})"]
+    return check_same_quant(x, y, what_y)
+
+
+def const_ints(t: Tensor | None, what: str, length: int | None = None) -> tuple[list[str], tuple[int, ...]]:
+    """A constant int32 index vector (TFLM reads index inputs as int32), or the reasons it is not one."""
+    problems = check_const(t, what, "int32")
+    if problems:
+        return problems, ()
+    values = tuple(int(v) for v in np.asarray(t.data).ravel())
+    if length is not None and len(values) != length:
+        return [f"{what} has {len(values)} values, expected {length}"], ()
+    return [], values
+
+
+def normalize_axis(axis: int, rank: int, what: str = "axis") -> tuple[list[str], int]:
+    """Python-style negative axis -> [0, rank), or a reason."""
+    if not -rank <= axis < rank:
+        return [f"{what} {axis} is out of range for rank {rank}"], 0
+    return [], axis + rank if axis < 0 else axis
+
+
+COPY_KERNEL_TEMPLATE = "ops/strided_slice.j2"  # holds kws_copy_s8 (header() and kernel())
+
+
+def use_copy_kernel(ctx) -> None:
+    """Make the code generator include the shared strided copy kernel once (ops whose own template has none)."""
+    ctx.require_kernel(COPY_KERNEL_TEMPLATE)
+
+
+@dataclass(frozen=True)
+class CopyCall:
+    """One kws_copy_s8 call of a multi-part layer: which shared plan, and the pointer offsets at the call site."""
+
+    plan: int
+    in_offset: int
+    out_offset: int
+
+
+def share_plans(plans) -> tuple[tuple[CopyPlan, ...], tuple[CopyCall, ...]]:
+    """Plans that differ only in their offsets share one const struct (an UNPACK over 49 time steps needs one,
+    not 49); the offsets move to the call sites as pointer arithmetic."""
+    unique: list[CopyPlan] = []
+    calls = []
+    for p in plans:
+        base = CopyPlan(p.count, p.in_step, p.out_step)
+        if base not in unique:
+            unique.append(base)
+        calls.append(CopyCall(unique.index(base), p.in_offset, p.out_offset))
+    return tuple(unique), tuple(calls)
+
+
+# ---- fused activation bounds that TFLM refuses ----
+
+_ACTIVATION_BOUNDS = {"RELU": (0.0,), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
+
+
+def check_activation_bounds(op: Operator, out: Tensor) -> list[str]:
+    """TFLM's CalculateActivationRangeQuantized refuses a bound whose round(bound / scale), in float32,
+    lies outside the int32 range (kernel_util.cc Quantize, `no_integer_overflow_from_quantization`)."""
+    act = op.opt("fused_activation_function", "NONE")
+    for bound in _ACTIVATION_BOUNDS.get(act, ()):
+        with np.errstate(over="ignore"):
+            tmp = float(np.round(np.float32(bound) / np.float32(out.quant.s)))
+        if not -(2.0**31) <= tmp <= 2.0**31:
+            return [f"fused {act} bound {bound:g} is not representable at output scale {out.quant.s:g} (TFLM refuses it)"]
+    return []
