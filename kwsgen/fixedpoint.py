@@ -227,6 +227,24 @@ def fp_tanh(a, ib: int) -> np.ndarray:
     return np.where(a == 0, 0, np.where(negative, wrap32(-t), t))
 
 
+def count_leading_zeros(x) -> np.ndarray:
+    """CountLeadingZeros of uint32 values (32 for 0), `x` holding int32 or uint32 bit patterns."""
+    u = _i64(x) & 0xFFFFFFFF
+    _, bits = np.frexp(u.astype(np.float64))  # exact: every uint32 is a float64; bits = bit length
+    return 32 - bits.astype(np.int64)
+
+
+def get_reciprocal(x, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetReciprocal: 1/x for x > 0 in Q(x_integer_digits) as (Q0 shifted scale, num_bits_over_unit).
+
+    x is normalised to [1, 2) by its headroom, and 1/(1 + (x' - 1)) comes from gemmlowp's Newton-Raphson.
+    """
+    headroom = count_leading_zeros(x)
+    shifted = ((_i64(x) & 0xFFFFFFFF) << headroom) & 0xFFFFFFFF
+    shifted_minus_one = wrap32(shifted - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted_minus_one), x_integer_digits - headroom
+
+
 # ---- quantized activation ranges ----
 
 _INT_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255), "int32": (INT32_MIN, INT32_MAX)}

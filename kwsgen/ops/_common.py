@@ -52,10 +52,13 @@ def check_const(t: Tensor | None, what: str, dtype: str | tuple[str, ...] | None
     return []
 
 
-def check_activation(op: Operator) -> list[str]:
+def check_activation(op: Operator, out: Tensor | None = None) -> list[str]:
+    """A supported fused activation whose bounds TFLM can quantize at the output's scale."""
     act = op.opt("fused_activation_function", "NONE")
     if act not in SUPPORTED_ACTIVATIONS:
         return [f"fused activation {act} is not supported (NONE, RELU, RELU6, RELU_N1_TO_1 are)"]
+    if out is not None and out.quant is not None and not out.quant.per_channel:
+        return check_activation_bounds(op, out)
     return []
 
 

@@ -43,7 +43,7 @@ def check(op: Operator, graph: Graph) -> list[str]:
     if problems:
         return problems
     x, w, b, y = tensor_in(op, graph, 0), tensor_in(op, graph, 1), tensor_in(op, graph, 2), tensor_out(op, graph)
-    problems += check_int8_activation(x, "input") + check_int8_activation(y, "output") + check_activation(op)
+    problems += check_int8_activation(x, "input") + check_int8_activation(y, "output") + check_activation(op, y)
     problems += check_const(w, "filter", "int8")
     if b is not None:
         problems += check_const(b, "bias", "int32")

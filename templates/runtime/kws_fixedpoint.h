@@ -184,6 +184,34 @@ static inline int32_t kws_fp_tanh(int32_t a, int ib)
     return a < 0 ? kws_sub_wrap(0, t) : t;
 }
 
+/* CountLeadingZeros of a uint32 (32 for 0). */
+static inline int kws_count_leading_zeros(uint32_t x)
+{
+#if defined(__GNUC__)
+    return x == 0u ? 32 : __builtin_clz(x);
+#else
+    int n = 0;
+    if (x == 0u) {
+        return 32;
+    }
+    while ((x & 0x80000000u) == 0u) {
+        x <<= 1;
+        ++n;
+    }
+    return n;
+#endif
+}
+
+/* TFLite GetReciprocal: 1/x for x > 0 in Q(x_integer_digits); Q0 result plus *num_bits_over_unit. */
+static inline int32_t kws_get_reciprocal(int32_t x, int x_integer_digits, int *num_bits_over_unit)
+{
+    const int headroom = kws_count_leading_zeros((uint32_t)x);
+    /* x = 0 has 32 bits of headroom; a shift by 32 is undefined in C, the masked value is 0. */
+    const uint32_t shifted = headroom < 32 ? ((uint32_t)x << headroom) : 0u;
+    *num_bits_over_unit = x_integer_digits - headroom;
+    return kws_one_over_one_plus_x_for_x_in_0_1((int32_t)(shifted - 0x80000000u));
+}
+
 static inline int8_t kws_clamp_s8(int32_t x, int32_t lo, int32_t hi)
 {
     return (int8_t)(x < lo ? lo : (x > hi ? hi : x));
