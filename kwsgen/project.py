@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .backends.cmsis_nn import CmsisNN, host_archive, locate
+from .backends.cmsis_nn import CmsisNN, firmware_archive, host_archive, locate
+from .emulator import run_qemu
+from .targets import Board, check_fit, load_board
+from .toolchain import arm_gcc, build_firmware, elf_sizes, platform_dir
 from .codegen import TEMPLATES, Library, make_env, render_library
 from .errors import KwsgenError
 from .legalize import Model
@@ -98,14 +101,26 @@ def library_files(lib: Library) -> dict[str, str]:
     return files
 
 
-def host_files(compiled: Compiled) -> dict[str, str]:
+def harness_files(emulated: bool) -> dict[str, str]:
+    """The verification harness: reads input vectors, writes outputs (stdio on the host, semihosting on QEMU)."""
     env = make_env()
-    ctx = {"version": __version__}
+    io = "kws_io_semihost.h" if emulated else "kws_io_host.h"
     return {
-        "src/main.c": env.get_template("app/verify_main.c.j2").render(ctx),
-        "src/kws_io.h": (TEMPLATES / "app" / "kws_io_host.h").read_text(),
-        "Makefile": env.get_template("app/Makefile.host.j2").render(ctx),
+        "src/main.c": env.get_template("app/verify_main.c.j2").render(version=__version__),
+        "src/kws_io.h": (TEMPLATES / "app" / io).read_text(),
     }
+
+
+def host_files(compiled: Compiled) -> dict[str, str]:
+    files = harness_files(False)
+    files["Makefile"] = make_env().get_template("app/Makefile.host.j2").render(version=__version__)
+    return files
+
+
+def verify_files(compiled: Compiled, board: Board) -> dict[str, str]:
+    files = library_files(compiled.library)
+    files.update(harness_files(board.kind == "qemu"))
+    return files
 
 
 def write_tree(root: Path, files: dict[str, str]) -> None:
@@ -194,11 +209,11 @@ def compile_host_exe(root: Path, out: Path, *, defines: tuple[str, ...] = (), sa
 
 @dataclass
 class LibraryBuild:
-    """A rendered verification project that can run batches of inputs."""
+    """A rendered verification project that can run batches of inputs on the host or under QEMU."""
 
     root: Path
     compiled: Compiled
-    board: str
+    board: Board
     sanitize: bool
     cmsis: CmsisNN | None = None
     flash_bytes: int | None = None
@@ -212,38 +227,77 @@ class LibraryBuild:
     def weights_bytes(self) -> int:
         return self.compiled.library.weights_bytes
 
-    def _exe(self, trace: bool) -> Path:
-        name = "harness_trace" if trace else "harness"
-        exe = self.root / name
-        if not exe.exists():
-            compile_host_exe(self.root, exe, defines=("KWS_MODEL_TRACE",) if trace else (), sanitize=self.sanitize,
-                             cmsis=self.cmsis)
-        return exe
+    @property
+    def emulated(self) -> bool:
+        return self.board.kind == "qemu"
 
-    def _run(self, exe: Path, inputs: bytes, workdir: Path, trace: bool) -> tuple[bytes, bytes]:
-        fin, fout, ftrace = workdir / "inputs.bin", workdir / "outputs.bin", workdir / "trace.bin"
-        fin.write_bytes(inputs)
-        args = [str(exe), str(fin), str(fout)] + ([str(ftrace)] if trace else [])
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            detail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-            raise KwsgenError(f"generated code failed on the host: {detail}")
-        return fout.read_bytes(), ftrace.read_bytes() if trace else b""
+    def _binary(self, trace: bool) -> Path:
+        name = "harness_trace" if trace else "harness"
+        defines = ("KWS_MODEL_TRACE",) if trace else ()
+        if not self.emulated:
+            exe = self.root / name
+            if not exe.exists():
+                compile_host_exe(self.root, exe, defines=defines, sanitize=self.sanitize, cmsis=self.cmsis)
+            return exe
+        workdir = self.root / f"build-{name}"
+        elf = workdir / "firmware.elf"
+        if not elf.exists():
+            elf = build_firmware_exe(self.root, self.board, workdir, defines=defines, cmsis=self.cmsis)
+            if not trace:
+                sizes = elf_sizes(elf)
+                self.flash_bytes, self.ram_bytes = sizes.flash, sizes.ram
+        return elf
+
+    def _run(self, binary: Path, inputs: bytes, workdir: Path, trace: bool) -> tuple[bytes, bytes, int | None]:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "inputs.bin").write_bytes(inputs)
+        args = ["inputs.bin", "outputs.bin"] + (["trace.bin"] if trace else [])
+        if self.emulated:
+            result = run_qemu(self.board, binary, args=args, cwd=workdir, timeout=1800, regions=("invoke",))
+            if result.exit_code != 0:
+                detail = result.stdout.decode(errors="replace").strip().splitlines() or [f"exit code {result.exit_code}"]
+                raise KwsgenError(f"generated code failed on {self.board.name}: {detail[-1]}")
+            counted = result.instructions.get("invoke")
+        else:
+            proc = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=1800, cwd=workdir)
+            if proc.returncode != 0:
+                detail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+                raise KwsgenError(f"generated code failed on the host: {detail}")
+            counted = None
+        out = (workdir / "outputs.bin").read_bytes()
+        return out, (workdir / "trace.bin").read_bytes() if trace else b"", counted
 
     def run(self, inputs: bytes, workdir: Path) -> tuple[bytes, int | None]:
-        out, _ = self._run(self._exe(False), inputs, workdir, False)
-        return out, None
+        out, _, counted = self._run(self._binary(False), inputs, workdir, False)
+        return out, counted
 
     def run_trace(self, inputs: bytes, workdir: Path) -> bytes:
-        return self._run(self._exe(True), inputs, workdir, True)[1]
+        return self._run(self._binary(True), inputs, workdir / "trace", True)[1]
+
+
+def build_firmware_exe(root: Path, board: Board, workdir: Path, *, defines: tuple[str, ...] = (),
+                       cmsis: CmsisNN | None = None) -> Path:
+    """Cross-compile the library and harness with kwsgen's platform layer for an emulated board."""
+    sources = sorted((root / LIB_DIR / "src").glob("*.c")) + sorted((root / "src").glob("*.c"))
+    includes = [root / LIB_DIR / "src", root / "src", platform_dir()]
+    if cmsis is not None:
+        includes.append(cmsis.include)
+        sources.append(firmware_archive(cmsis, arm_gcc(), (*board.cflags(), "-O2", "-std=c99", "-ffunction-sections", "-fdata-sections")))
+    return build_firmware(board, sources, includes, list(defines), workdir)
 
 
 def render_verify_project(model: Model, root: Path, *, board: str, kernels: str, cmsis_nn: Path | None,
                           source_name: str, source_bytes: bytes, sanitize: bool = False) -> LibraryBuild:
-    if board != "host":
-        raise KwsgenError(f"board {board!r}: verification on this board is not available yet")
-    target = EmitTarget(kernels, "scalar")
+    b = load_board(board)
+    if b.kind == "real":
+        raise KwsgenError(f"board {board!r} is a real board: verify runs on the host or an emulated board "
+                          "(see `kwsgen boards`); compile a project with `kwsgen compile` instead")
+    if sanitize and b.kind != "host":
+        raise KwsgenError("--sanitize applies to host builds only")
+    target = b.emit_target(kernels)
     cmsis = locate(cmsis_nn) if kernels == "cmsis-nn" else None
-    compiled = lower(model, target, board=board, source_name=source_name, source_bytes=source_bytes)
-    write_tree(root, project_files(compiled, board))
-    return LibraryBuild(root, compiled, board, sanitize, cmsis)
+    compiled = lower(model, target, board=b.name, source_name=source_name, source_bytes=source_bytes)
+    if b.kind == "qemu":
+        check_fit(b, compiled.library.weights_bytes, compiled.plan.arena_bytes)
+    write_tree(root, verify_files(compiled, b))
+    return LibraryBuild(root, compiled, b, sanitize, cmsis)

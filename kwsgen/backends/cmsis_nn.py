@@ -102,6 +102,33 @@ def host_archive(lib: CmsisNN, cc: str, cflags: tuple[str, ...]) -> Path:
     return archive
 
 
+def firmware_archive(lib: CmsisNN, gcc: str, cflags: tuple[str, ...]) -> Path:
+    """Build (once, cached by source, compiler and the board's flags) CMSIS-NN for a firmware."""
+    key = hashlib.sha256(("|".join([lib.fingerprint(), gcc, *cflags])).encode()).hexdigest()[:16]
+    out = cache_dir() / f"cmsis-nn-fw-{key}"
+    archive = out / "libcmsis-nn.a"
+    if archive.is_file():
+        return archive
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    objects = []
+    for i, src in enumerate(lib.sources()):
+        obj = tmp / f"{i:03d}_{src.stem}.o"
+        proc = subprocess.run([gcc, *cflags, f"-I{lib.include}", "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise KwsgenError(f"building CMSIS-NN {src.name} failed: {(proc.stderr.strip().splitlines() or ['?'])[0]}")
+        objects.append(str(obj))
+    ar = gcc[: -len("gcc")] + "ar" if gcc.endswith("gcc") else "ar"
+    subprocess.run([ar, "rcs", str(tmp / "libcmsis-nn.a"), *objects], check=True, capture_output=True)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return archive
+
+
 def project_files(lib: CmsisNN) -> dict[str, bytes]:
     """CMSIS-NN copied into a project as lib/cmsis_nn (a PlatformIO library), so the project builds offline."""
     files: dict[str, bytes] = {}
