@@ -55,5 +55,5 @@ def verify_model(model_path: Path, *, board: str = "host", kernels: str | None =
     kernels = default_kernels(b.kind, kernels)
     if n == 0 and given is None:
         raise KwsgenError("nothing to verify: -n 0 and no --input")
-    return verify(model, board=b.name, kernels=kernels, n=n, given=given, sanitize=sanitize, cmsis_nn=cmsis_nn,
+    return verify(model, board=b, kernels=kernels, n=n, given=given, sanitize=sanitize, cmsis_nn=cmsis_nn,
                   source_name=Path(model_path).name, source_bytes=source)

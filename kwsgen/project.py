@@ -286,11 +286,11 @@ def build_firmware_exe(root: Path, board: Board, workdir: Path, *, defines: tupl
     return build_firmware(board, sources, includes, list(defines), workdir)
 
 
-def render_verify_project(model: Model, root: Path, *, board: str, kernels: str, cmsis_nn: Path | None,
+def render_verify_project(model: Model, root: Path, *, board: str | Board, kernels: str, cmsis_nn: Path | None,
                           source_name: str, source_bytes: bytes, sanitize: bool = False) -> LibraryBuild:
-    b = load_board(board)
+    b = board if isinstance(board, Board) else load_board(board)
     if b.kind == "real":
-        raise KwsgenError(f"board {board!r} is a real board: verify runs on the host or an emulated board "
+        raise KwsgenError(f"board {b.name!r} is a real board: verify runs on the host or an emulated board "
                           "(see `kwsgen boards`); compile a project with `kwsgen compile` instead")
     if sanitize and b.kind != "host":
         raise KwsgenError("--sanitize applies to host builds only")

@@ -19,6 +19,7 @@ from .errors import KwsgenError
 from .interpreter import run
 from .legalize import Model
 from .project import LibraryBuild, render_verify_project
+from .targets import Board
 
 VERIFY_SEED = 20261122
 
@@ -119,7 +120,7 @@ def first_bad_layer(model: Model, build: LibraryBuild, core_input: Sequence[np.n
 def verify(
     model: Model,
     *,
-    board: str = "host",
+    board: "str | Board" = "host",
     kernels: str = "portable",
     n: int = 100,
     given: np.ndarray | None = None,
@@ -152,6 +153,6 @@ def verify(
             culprit = first_bad_layer(model, build, [x[i : i + 1] for x in core_inputs], work)
         per_inference = counts // total if counts is not None and total else None
         return VerifyResult(
-            board, kernels, total, bad_elems, int(bad_rows.sum()), culprit, per_inference,
+            build.board.name, kernels, total, bad_elems, int(bad_rows.sum()), culprit, per_inference,
             build.flash_bytes, build.ram_bytes, build.arena_bytes, build.weights_bytes,
         )
