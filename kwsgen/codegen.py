@@ -159,7 +159,7 @@ class EmitContext:
 
     def inp(self, i: int = 0) -> str:
         """C expression for activation input i (a named arena buffer), or its const array."""
-        idx = self.op.inputs[i]
+        idx = self.op.inputs[i] if i < len(self.op.inputs) else ABSENT
         if idx == ABSENT:
             return "NULL"
         if idx in self.buffer_names:

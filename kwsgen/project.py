@@ -15,8 +15,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .backends.cmsis_nn import CmsisNN, firmware_archive, host_archive, locate
@@ -25,9 +27,13 @@ from .targets import Board, check_fit, load_board
 from .toolchain import arm_gcc, build_firmware, elf_sizes, platform_dir
 from .codegen import TEMPLATES, Library, make_env, render_library
 from .errors import KwsgenError
+from .fixedpoint import Rounding
 from .legalize import Model
 from .ops import EmitTarget
 from .planner import Plan, check_plan, plan
+
+if TYPE_CHECKING:
+    from .platformio import App
 
 REPORT_NAME = "kwsgen-report.json"
 LIB_DIR = Path("lib") / "kws_model"
@@ -123,18 +129,22 @@ def verify_files(compiled: Compiled, board: Board) -> dict[str, str]:
     return files
 
 
-def write_tree(root: Path, files: dict[str, str]) -> None:
-    for rel, text in sorted(files.items()):
+def write_tree(root: Path, files: Mapping[str, str | bytes]) -> None:
+    """Text files as text, copied third-party files (CMSIS-NN) as the bytes they were."""
+    for rel, data in sorted(files.items()):
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
 
 
 def _is_kwsgen_dir(path: Path) -> bool:
     return (path / REPORT_NAME).is_file()
 
 
-def write_project_atomically(out_dir: Path, files: dict[str, str], *, force: bool = False) -> None:
+def write_project_atomically(out_dir: Path, files: Mapping[str, str | bytes], *, force: bool = False) -> None:
     """Render into a sibling temp dir, then swap it in: a failure never leaves a half-written project."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -164,12 +174,18 @@ def write_project_atomically(out_dir: Path, files: dict[str, str], *, force: boo
         raise
 
 
-def project_files(compiled: Compiled, board: str) -> dict[str, str]:
-    files = library_files(compiled.library)
-    if board == "host":
+def project_files(compiled: Compiled, board: str | Board, *, source_name: str = "model.tflite",
+                  cmsis: CmsisNN | None = None, app: "App | None" = None) -> dict[str, str | bytes]:
+    """All files of the output project: the host harness and Makefile, or for an Arm board a
+    PlatformIO project (kwsgen.platformio) with `app` in src/ (default: the self-test)."""
+    from .platformio import project_files as platformio_files
+
+    b = board if isinstance(board, Board) else load_board(board)
+    files: dict[str, str | bytes] = dict(library_files(compiled.library))
+    if b.kind == "host":
         files.update(host_files(compiled))
     else:
-        raise KwsgenError(f"board {board!r}: project rendering for this board is not available yet")
+        files.update(platformio_files(compiled, b, source_name=source_name, cmsis=cmsis, app=app))
     files[REPORT_NAME] = json.dumps(compiled.report, indent=2, sort_keys=True) + "\n"
     return files
 
@@ -188,15 +204,21 @@ def host_cc() -> str:
     return cc
 
 
+def cmsis_defines(rounding: Rounding) -> tuple[str, ...]:
+    """CMSIS-NN's compile-time rounding switch, matching the model's (the generated C #errors otherwise)."""
+    return ("CMSIS_NN_USE_SINGLE_ROUNDING",) if rounding is Rounding.SINGLE else ()
+
+
 def compile_host_exe(root: Path, out: Path, *, defines: tuple[str, ...] = (), sanitize: bool = False,
-                     cmsis: CmsisNN | None = None) -> Path:
+                     cmsis: CmsisNN | None = None, rounding: Rounding = Rounding.DOUBLE) -> Path:
     cc = host_cc()
     sources = sorted(str(p) for p in (root / LIB_DIR / "src").glob("*.c")) + sorted(str(p) for p in (root / "src").glob("*.c"))
     flags = list(HOST_CFLAGS) + (list(SANITIZE) if sanitize else [])
     extra: list[str] = []
     if cmsis is not None:  # its own flags: CMSIS-NN is not -pedantic clean, and is not ours to sanitize
+        defines = defines + cmsis_defines(rounding)
         extra = [f"-I{cmsis.include}"]
-        libs = [str(host_archive(cmsis, cc, ("-O2", "-std=c99", "-fPIC")))]
+        libs = [str(host_archive(cmsis, cc, ("-O2", "-std=c99", "-fPIC", *[f"-D{d}" for d in cmsis_defines(rounding)])))]
     else:
         libs = []
     cmd = [cc, *flags, *[f"-D{d}" for d in defines], f"-I{root / LIB_DIR / 'src'}", f"-I{root / 'src'}", *extra,
@@ -237,12 +259,14 @@ class LibraryBuild:
         if not self.emulated:
             exe = self.root / name
             if not exe.exists():
-                compile_host_exe(self.root, exe, defines=defines, sanitize=self.sanitize, cmsis=self.cmsis)
+                compile_host_exe(self.root, exe, defines=defines, sanitize=self.sanitize, cmsis=self.cmsis,
+                                 rounding=self.compiled.model.rounding)
             return exe
         workdir = self.root / f"build-{name}"
         elf = workdir / "firmware.elf"
         if not elf.exists():
-            elf = build_firmware_exe(self.root, self.board, workdir, defines=defines, cmsis=self.cmsis)
+            elf = build_firmware_exe(self.root, self.board, workdir, defines=defines, cmsis=self.cmsis,
+                                     rounding=self.compiled.model.rounding)
             if not trace:
                 sizes = elf_sizes(elf)
                 self.flash_bytes, self.ram_bytes = sizes.flash, sizes.ram
@@ -276,13 +300,15 @@ class LibraryBuild:
 
 
 def build_firmware_exe(root: Path, board: Board, workdir: Path, *, defines: tuple[str, ...] = (),
-                       cmsis: CmsisNN | None = None) -> Path:
+                       cmsis: CmsisNN | None = None, rounding: Rounding = Rounding.DOUBLE) -> Path:
     """Cross-compile the library and harness with kwsgen's platform layer for an emulated board."""
     sources = sorted((root / LIB_DIR / "src").glob("*.c")) + sorted((root / "src").glob("*.c"))
     includes = [root / LIB_DIR / "src", root / "src", platform_dir()]
     if cmsis is not None:
         includes.append(cmsis.include)
-        sources.append(firmware_archive(cmsis, arm_gcc(), (*board.cflags(), "-O2", "-std=c99", "-ffunction-sections", "-fdata-sections")))
+        defines = defines + cmsis_defines(rounding)
+        flags = (*board.cflags(), "-O2", "-std=c99", "-ffunction-sections", "-fdata-sections", *[f"-D{d}" for d in cmsis_defines(rounding)])
+        sources.append(firmware_archive(cmsis, arm_gcc(), flags))
     return build_firmware(board, sources, includes, list(defines), workdir)
 
 
