@@ -98,3 +98,58 @@ def test_scratch_sizes_match_cmsis_nn_notes():
     first = ((1, 49, 10, 1), (64, 10, 4, 1), (1, 25, 5, 64), (4, 1), (2, 2), (1, 1))
     assert [f(isa, *conv3) for isa in ("scalar", "dsp", "mve")] == [112, 112, 128]
     assert [f(isa, *first) for isa in ("scalar", "dsp", "mve")] == [160, 160, 192]
+
+
+_CONV_GETTERS_C = r"""
+#include <stdio.h>
+#include "arm_nnfunctions.h"
+int main(void)
+{
+    int n, h, w, c, kh, kw, o, oh, ow, ph, pw, sh, sw, dh, dw;
+    while (scanf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d", &n, &h, &w, &c, &kh, &kw, &o, &oh, &ow, &ph, &pw,
+                 &sh, &sw, &dh, &dw) == 15) {
+        cmsis_nn_conv_params p = {0};
+        cmsis_nn_dims in = {n, h, w, c}, f = {o, kh, kw, c}, out = {n, oh, ow, o};
+        p.padding.h = ph; p.padding.w = pw; p.stride.h = sh; p.stride.w = sw; p.dilation.h = dh; p.dilation.w = dw;
+        printf("%d %d %d\n", (int)arm_convolve_wrapper_s8_get_buffer_size(&p, &in, &f, &out),
+               (int)arm_convolve_wrapper_s8_get_buffer_size_dsp(&p, &in, &f, &out),
+               (int)arm_convolve_wrapper_s8_get_buffer_size_mve(&p, &in, &f, &out));
+    }
+    return 0;
+}
+"""
+
+
+def test_cmsis_scratch_matches_getters(cmsis_nn, tmp_path):
+    """cmsis_scratch_bytes against CMSIS-NN's own getters built on the host (plain = scalar, _dsp, _mve)."""
+    import subprocess
+
+    from kwsgen.ops._common import out_size, padding_before
+    from kwsgen.ops.conv_2d import cmsis_scratch_bytes
+
+    src = tmp_path / "getters.c"
+    src.write_text(_CONV_GETTERS_C)
+    exe = tmp_path / "getters"
+    getters = cmsis_nn / "Source" / "ConvolutionFunctions" / "arm_convolve_get_buffer_sizes_s8.c"
+    subprocess.run(["gcc", "-O1", "-std=c99", f"-I{cmsis_nn / 'Include'}", str(src), str(getters), "-o", str(exe)],
+                   check=True, capture_output=True)
+    rng = np.random.default_rng()
+    lines, expected = [], []
+    while len(lines) < 1500:
+        h = int(rng.choice([1, 1, 2, 5, 9, 30]))
+        w, c, o = int(rng.integers(1, 30)), int(rng.choice([1, 2, 3, 4, 8, 12, 64])), int(rng.integers(1, 20))
+        kh, kw = int(rng.choice([1, 1, 2, 3, 10])), int(rng.integers(1, 8))
+        sh, sw = int(rng.integers(1, 4)), int(rng.choice([1, 2, 3, 4]))
+        dh, dw = int(rng.choice([1, 1, 2])), int(rng.choice([1, 1, 2]))
+        padding = str(rng.choice(["SAME", "VALID"]))
+        oh, ow = out_size(padding, h, kh, sh, dh), out_size(padding, w, kw, sw, dw)
+        if oh < 1 or ow < 1:
+            continue
+        ph, pw = padding_before(sh, dh, h, kh, oh), padding_before(sw, dw, w, kw, ow)
+        lines.append(f"1 {h} {w} {c} {kh} {kw} {o} {oh} {ow} {ph} {pw} {sh} {sw} {dh} {dw}")
+        expected.append([cmsis_scratch_bytes(isa, (1, h, w, c), (o, kh, kw, c), (1, oh, ow, o), (ph, pw), (sh, sw), (dh, dw))
+                         for isa in ("scalar", "dsp", "mve")])
+    out = subprocess.run([str(exe)], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True).stdout
+    got = [[int(v) for v in row.split()] for row in out.strip().splitlines()]
+    bad = [(line, g, e) for line, g, e in zip(lines, got, expected) if g != e]
+    assert len(got) == len(lines) and not bad, bad[:5]
