@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends.cmsis_nn import locate
 from .errors import KwsgenError
 from .fixedpoint import Rounding
 from .importer import read_bytes
 from .legalize import load_model
 from .project import lower, project_files, write_project_atomically
+from .targets import check_fit
 from .verify import VerifyResult, verify
 
 
@@ -38,9 +40,15 @@ def compile_model(model_path: Path, *, board: str, out_dir: Path, kernels: str |
         raise KwsgenError(f"--alignment must be a power of two, got {alignment}")
     if frontend or labels:
         raise KwsgenError("--frontend/--labels firmware generation is not available yet")
-    compiled = lower(model, b.emit_target(kernels), board=b.name, source_name=Path(model_path).name,
+    # Arm boards copy CMSIS-NN into the project; a missing tree is reported before any work.
+    cmsis = locate(cmsis_nn) if kernels == "cmsis-nn" and b.kind != "host" else None
+    source_name = Path(model_path).name
+    compiled = lower(model, b.emit_target(kernels), board=b.name, source_name=source_name,
                      source_bytes=source, alignment=alignment)
-    write_project_atomically(out_dir, project_files(compiled, b.name), force=force)
+    if b.kind != "host":
+        check_fit(b, compiled.library.weights_bytes, compiled.plan.arena_bytes)
+    files = project_files(compiled, b, source_name=source_name, cmsis=cmsis)
+    write_project_atomically(out_dir, files, force=force)
     return compiled.report
 
 

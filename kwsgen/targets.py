@@ -14,7 +14,9 @@ Schema (unknown keys are errors, so a typo never silently falls back to a defaul
     isa                      CMSIS-NN code path: "scalar" | "dsp" | "mve", at most what the core has
     stdout                   "semihosting" | "uart" | "usb-cdc" | "stdio"
     stack_bytes              stack reserved at the top of the stack memory (default 16384)
-    cmsis_device             CMSIS device name for real boards (e.g. "STM32F746xx"), optional
+    cmsis_device             CMSIS device name (e.g. "STM32F746xx"), optional; a board that gives
+                             no cpu or no [memory] takes cpu, fpu, float_abi, isa and [memory]
+                             from the CMSIS pack index (kwsgen.packs); keys it does give win
     [memory.<region>]        origin, length; "flash" and "ram" are required except for host
     [layout]                 which region holds text / rodata / data / bss / stack
                              (default: text, rodata -> flash; data, bss, stack -> ram)
@@ -113,6 +115,7 @@ class Board:
     qemu_machine: str | None = None
     platformio: PlatformIO | None = None
     cmsis_device: str | None = None
+    cmsis_pack: str | None = None  # the pack (Vendor.Pack.version) its facts came from, if any
 
     @property
     def is_arm(self) -> bool:
@@ -183,6 +186,7 @@ class Board:
                 "platform": self.platformio.platform, "board": self.platformio.board,
                 "framework": self.platformio.framework},
             "cmsis_device": self.cmsis_device,
+            "cmsis_pack": self.cmsis_pack,
         }
 
 
@@ -249,15 +253,36 @@ def _section(data: Mapping[str, Any], key: str, fields: tuple[str, ...], where: 
     return {f: _str(table, f, where) for f in fields}
 
 
+def _with_pack_facts(data: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], str | None]:
+    """A board that names its cmsis_device but not its cpu or [memory] gets cpu, fpu, float_abi,
+    isa (the richest path of the core) and [memory] from the CMSIS pack index; given keys win."""
+    device = data.get("cmsis_device")
+    if data.get("kind") == "host" or not isinstance(device, str) or not device or {"cpu", "memory"} <= data.keys():
+        return data, None
+    from .packs import device_facts
+
+    try:
+        facts = device_facts(device)
+    except KwsgenError as e:
+        raise _fail(where, str(e)) from None
+    table = facts.board_table()
+    table["isa"] = CPU_ISA.get(str(data.get("cpu", facts.cpu)), "scalar")
+    return {**table, **data}, facts.pack
+
+
 def parse_board(data: Mapping[str, Any], where: str) -> Board:
     """Validate one board table; every inconsistency is a one-line error naming the file."""
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+    data, pack = _with_pack_facts(data, where)
     name = _str(data, "name", where)
     if not _NAME_RE.match(name):
         raise _fail(where, f"name {name!r} must be lower-case letters, digits and underscores")
     kind = _str(data, "kind", where, KINDS)
+    if kind != "host" and "cpu" not in data:
+        raise _fail(where, "'cpu' is missing: give cpu, fpu, float_abi, isa and [memory], or cmsis_device "
+                           "to take them from the CMSIS pack index")
     isa = _str(data, "isa", where, ISAS)
     if kind == "host":
         cpu, fpu, abi = "host", "none", "soft"
@@ -298,7 +323,7 @@ def parse_board(data: Mapping[str, Any], where: str) -> Board:
         name=name, description=_str(data, "description", where), kind=kind, cpu=cpu, fpu=fpu, float_abi=abi,
         isa=isa, stdout=stdout, memories=regions, layout=layout, stack_bytes=stack,
         qemu_machine=qemu["machine"] if qemu else None,
-        platformio=PlatformIO(**pio) if pio else None, cmsis_device=cmsis_device,
+        platformio=PlatformIO(**pio) if pio else None, cmsis_device=cmsis_device, cmsis_pack=pack,
     )
     if board.is_arm and board.ram_capacity <= 0:
         raise _fail(where, f"stack_bytes {stack} leaves no RAM for data")
@@ -320,7 +345,9 @@ def board_names() -> list[str]:
 
 
 @cache
-def _load_path(path: Path) -> Board:
+def _load_path(path: Path, pack_index: tuple[str, float]) -> Board:
+    """One board file; `pack_index` (the pack index's path and time stamp) is only a cache key,
+    so a board resolved through CMSIS packs follows changes of the index."""
     board = parse_board(_read_toml(path), f"{path.name}")
     if path.parent == targets_dir() and board.name != path.stem:
         raise KwsgenError(f"{path.name}: name {board.name!r} differs from the file name")
@@ -333,11 +360,17 @@ def load_board(name: str) -> Board:
         path = Path(name)
         if not path.is_file():
             raise KwsgenError(f"{name}: no such board file")
-        return _load_path(path.resolve())
+        return _load_path(path.resolve(), _pack_index_stamp())
     path = targets_dir() / f"{name}.toml"
     if not _NAME_RE.match(name) or not path.is_file():
         raise KwsgenError(f"unknown board {name!r}; available: {', '.join(board_names())}")
-    return _load_path(path)
+    return _load_path(path, _pack_index_stamp())
+
+
+def _pack_index_stamp() -> tuple[str, float]:
+    from .packs import index_stamp
+
+    return index_stamp()
 
 
 def list_boards() -> list[Board]:
