@@ -79,7 +79,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     report = compile_model(
         Path(args.model), board=args.board, out_dir=Path(args.output), kernels=args.kernels, force=args.force,
         cmsis_nn=_cmsis_path(args.cmsis_nn), rounding=Rounding(args.rounding), alignment=args.alignment,
-        frontend=args.frontend, labels=args.labels,
+        frontend=args.frontend, labels=args.labels, audio=Path(args.audio) if args.audio else None,
     )
     print(f"wrote {args.output}: arena {report['arena_bytes']:,} B (lower bound {report['arena_lower_bound_bytes']:,} B), "
           f"weights {report['weights_bytes']:,} B, {len(report['layers'])} layers, kernels {report['kernels']}, board {report['board']}")
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--alignment", type=int, default=16, help="arena buffer alignment in bytes (power of two)")
     sp.add_argument("--frontend", help="audio front-end preset: builds the complete keyword-spotting firmware")
     sp.add_argument("--labels", help="comma-separated class labels, in output order")
+    sp.add_argument("--audio", help="emulated boards: a WAV stream to put in the project as audio.wav")
     sp.set_defaults(func=cmd_compile)
 
     sp = sub.add_parser("verify", help="build the generated C and compare it bit for bit with the reference")
@@ -203,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--board", default=None, help="run the generated firmware: host or an emulated board")
     sp.add_argument("--kernels", choices=["portable", "cmsis-nn"], default=None)
     sp.add_argument("--cmsis-nn", metavar="DIR")
+    sp.add_argument("--every", dest="every_hops", type=int, metavar="N", help="infer every N hops (default 2)")
+    sp.add_argument("--window-ms", dest="average_window_ms", type=int, metavar="MS",
+                    help="score averaging window (default 1000)")
+    sp.add_argument("--threshold", type=int, help="averaged score 0..255 a detection must exceed (default 120)")
+    sp.add_argument("--suppression-ms", type=int, metavar="MS", help="no repeat of a label within MS (default 1500)")
+    sp.add_argument("--min-count", dest="minimum_count", type=int, metavar="N",
+                    help="results needed in the window before detecting (default 3)")
+    sp.add_argument("--ignore", metavar="LABELS",
+                    help="comma-separated labels never reported (default silence,unknown,_silence_,_unknown_,_background_noise_)")
+    rounding_arg(sp)
     sp.set_defaults(func=cmd_detect)
     return p
 

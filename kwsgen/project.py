@@ -182,7 +182,10 @@ def project_files(compiled: Compiled, board: str | Board, *, source_name: str = 
 
     b = board if isinstance(board, Board) else load_board(board)
     files: dict[str, str | bytes] = dict(library_files(compiled.library))
-    if b.kind == "host":
+    if b.kind == "host" and app is not None:
+        files.update({f"src/{name}": text for name, text in app.files})
+        files["Makefile"] = make_env().get_template("app/Makefile.host.j2").render(version=__version__, app=app)
+    elif b.kind == "host":
         files.update(host_files(compiled))
     else:
         files.update(platformio_files(compiled, b, source_name=source_name, cmsis=cmsis, app=app))
