@@ -422,7 +422,8 @@ def prepare_offline_core(core_dir: Path) -> Path:
         import SCons  # noqa: F401
     except ImportError:
         raise ToolMissingError("the scons package is needed for offline PlatformIO builds: pip install scons") from None
-    pkg = Path(core_dir) / "packages" / "tool-scons"
+    core_dir = Path(core_dir).resolve()  # PlatformIO resolves a relative core dir against the project
+    pkg = core_dir / "packages" / "tool-scons"
     pkg.mkdir(parents=True, exist_ok=True)
     version = tool_scons_version()
     (pkg / "scons.py").write_text(_SCONS_ENTRY)
@@ -430,7 +431,7 @@ def prepare_offline_core(core_dir: Path) -> Path:
     meta = {"type": "tool", "name": "tool-scons", "version": version,
             "spec": {"owner": "platformio", "id": None, "name": "tool-scons", "requirements": None, "uri": None}}
     (pkg / ".piopm").write_text(json.dumps(meta) + "\n")
-    return Path(core_dir)
+    return core_dir
 
 
 def pio_environment(core_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
