@@ -1,0 +1,217 @@
+"""Test accuracy of the committed int8 model through kwsgen, beside its float model and Arm's ds_cnn_s.
+
+All three classify the same held-out clips (voices, accents and speeds never used in training):
+  - float:      the trained Keras model on the dequantized device features (train.py saved its outputs);
+  - int8:       kws_ds_cnn.tflite in kwsgen's reference interpreter (bit-exact with the generated C)
+                on the device features from the front-end twin;
+  - ds_cnn_s:   Arm's model (a) on the same twin's int8 features quantized to its input, through its
+                int8 core (what kwsgen's firmware runs), and (b) on TensorFlow-float MFCC through its
+                float input edge (the features it was trained on).
+Writes REPORT.md beside this script and prints it. Needs no TensorFlow.
+
+    python examples/kws_example/evaluate.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import FRONTEND, INPUT_SCALE, INPUT_ZERO_POINT, LABELS, MODEL_PATH, REPORT_PATH, cache_dir, shared_dir  # noqa: E402
+
+DS_CNN_S = Path("models") / "arm-ds-cnn" / "ds_cnn_s_quantized.tflite"  # under the shared directory
+REAL_CLIPS = (("yes", "yes"), ("no", "no"), ("silence", "silence"), ("noise", "silence"))
+REAL_GAINS, REAL_SHIFTS = (1.0, 0.3, 0.1), (-3000, 0, 2000)  # shifts in samples (np.roll; the words stay inside)
+SNR_BUCKETS = (("5-15 dB", 5, 15), ("15-30 dB", 15, 30), ("40-60 dB (quiet)", 40, 60))
+
+
+def predict_int8(model_path: Path, features: np.ndarray) -> np.ndarray:
+    """Top-1 of an int8-input model on int8 features [N, frames, coeffs], via kwsgen's reference interpreter."""
+    from kwsgen.interpreter import run
+    from kwsgen.legalize import load_model
+
+    out = run(load_model(model_path), features.reshape(len(features), -1)).outputs[0]
+    return out.reshape(len(out), -1).argmax(axis=1)
+
+
+def predict_ds_cnn_s(path: Path, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ds_cnn_s top-1 (a) on the twin's int8 features through its int8 core, (b) on float MFCC through its float edge."""
+    from kwsgen.frontend import mfcc_float, mfcc_int8, model_input_quant
+    from kwsgen.interpreter import run
+    from kwsgen.legalize import load_model
+
+    model = load_model(path)
+    q = model_input_quant(path, FRONTEND)
+    feats = mfcc_int8(audio, FRONTEND, q.scale, q.zero_point).reshape(len(audio), -1)
+    core = run(model, feats, core_only=True).outputs[0]
+    flt = run(model, mfcc_float(audio, FRONTEND).reshape(len(audio), -1).astype(np.float32)).outputs[0]
+    return core.reshape(len(audio), -1).argmax(axis=1), flt.reshape(len(audio), -1).argmax(axis=1)
+
+
+def real_clips() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The shared real recordings (Speech Commands speakers, not synthetic) at 3 levels x 3 shifts each."""
+    from kwsgen.frontend import read_wav
+
+    audio, labels, names = [], [], []
+    for name, label in REAL_CLIPS:
+        x = read_wav(shared_dir() / "audio" / f"{name}_1000ms.wav", FRONTEND).astype(np.float64)
+        for gain in REAL_GAINS:
+            for shift in REAL_SHIFTS:
+                audio.append(np.clip(np.round(np.roll(x * gain, shift)), -32768, 32767).astype(np.int16))
+                labels.append(LABELS.index(label))
+                names.append(name)
+    return np.stack(audio), np.asarray(labels), names
+
+
+def real_clip_table(results: dict[str, np.ndarray], y: np.ndarray, names: list[str]) -> list[str]:
+    rows = []
+    for name, label in REAL_CLIPS:
+        m = np.asarray([n == name for n in names])
+        rows.append([f"{name}_1000ms.wav", label] + [f"{int(np.sum(p[m] == y[m]))}/{int(m.sum())}" for p in results.values()])
+    return table(["clip", "expected"] + list(results), rows)
+
+
+def accuracy(pred: np.ndarray | None, y: np.ndarray, mask: np.ndarray | None = None) -> float | None:
+    if pred is None:
+        return None
+    m = np.ones(len(y), bool) if mask is None else mask
+    return float(np.mean(pred[m] == y[m])) if m.any() else None
+
+
+def pct(a: float | None) -> str:
+    return "n/a" if a is None else f"{100 * a:.1f}"
+
+
+def seconds(s: float | None) -> str:
+    return "n/a" if s is None else f"{s:.0f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def confusion(pred: np.ndarray, y: np.ndarray) -> list[str]:
+    m = np.zeros((len(LABELS), len(LABELS)), int)
+    np.add.at(m, (y, pred), 1)
+    return table(["true \\ predicted"] + list(LABELS), [[LABELS[i]] + [str(v) for v in m[i]] for i in range(len(LABELS))])
+
+
+def report(results: dict[str, np.ndarray | None], y: np.ndarray, test: dict, info: dict, real: list[str]) -> str:
+    names = list(results)
+    lines = ["# kws_example: test accuracy", "",
+             "Generated by `evaluate.py`; see README.md for the recipe. Held-out test set: "
+             f"{len(y)} clips spoken by voice variants ({', '.join(info['test_variants'])}) and at speeds "
+             f"({', '.join(map(str, info['test_speeds']))} wpm) never used in training, with accents including two "
+             f"never used in training ({', '.join(info['unseen_accents'])}).", "",
+             "Columns: **float** = the trained Keras model on the dequantized device features; **int8 (kwsgen)** = "
+             "`kws_ds_cnn.tflite` in kwsgen's reference interpreter (bit-exact with the generated C) on the device's "
+             "int8 features from the `kwsgen.frontend` twin; **ds_cnn_s (device features)** = Arm's ds_cnn_s on the same "
+             "twin's int8 features through its int8 core; **ds_cnn_s (TF float MFCC)** = ds_cnn_s on TensorFlow-float "
+             "MFCC through its float input edge.", "", "## Accuracy (%) per class", ""]
+    rows = []
+    for c, label in enumerate(LABELS):
+        rows.append([label, str(int(np.sum(y == c)))] + [pct(accuracy(results[n], y, y == c)) for n in names])
+    rows.append(["**all**", str(len(y))] + [f"**{pct(accuracy(results[n], y))}**" for n in names])
+    keywords = y >= 2
+    rows.append(["keywords only", str(int(keywords.sum()))] + [pct(accuracy(results[n], y, keywords)) for n in names])
+    lines += table(["label", "clips"] + names, rows)
+    lines += ["", "## Accuracy (%) by noise and accent (word clips)", ""]
+    rows = []
+    snr = test["snr_db"]
+    for name, lo, hi in SNR_BUCKETS:
+        m = (snr >= lo) & (snr <= hi)
+        rows.append([f"SNR {name}", str(int(m.sum()))] + [pct(accuracy(results[n], y, m)) for n in names])
+    accent = np.asarray([str(v).split("+")[0] for v in test["voice"]])
+    unseen = np.isin(accent, info["unseen_accents"])
+    words = y >= 1
+    for title, m in (("accents seen in training", words & ~unseen), ("accents never seen in training", words & unseen)):
+        rows.append([title, str(int(m.sum()))] + [pct(accuracy(results[n], y, m)) for n in names])
+    lines += table(["subset", "clips"] + names, rows)
+    int8, flt = results["int8 (kwsgen)"], results["float"]
+    if flt is not None:
+        lines += ["", f"float and int8 agree on the top-1 label of {pct(float(np.mean(int8 == flt)))} % of the test clips."]
+    lines += ["", "## Confusion matrix of the int8 model (kwsgen)", ""] + confusion(int8, y)
+    lines += ["", "## Real recordings (out of domain)", "",
+              "The shared 1 s clips recorded from people (`audio/*_1000ms.wav`, TFLM test data from Speech Commands), each "
+              f"at gains {', '.join(map(str, REAL_GAINS))} x circular shifts {', '.join(map(str, REAL_SHIFTS))} samples; "
+              "correct top-1 out of 9. The example model never heard a human voice; `noise_1000ms.wav` is one of its "
+              "training noises (not out of domain for it).", ""] + real
+    lines += ["", "## Model and time to regenerate", "",
+              f"- `kws_ds_cnn.tflite`: {info['model_bytes']} bytes, {info.get('params', 'n/a')} parameters; input int8 "
+              f"[1, 49, 10, 1] with scale {INPUT_SCALE!r}, zero point {INPUT_ZERO_POINT} (the ds-cnn-mfcc preset's default); "
+              "output int8 [1, 12] softmax (scale 1/256, zero point -128).",
+              f"- Train/val/test clips: {info['clips']}.",
+              f"- Wall time on this machine (2 cores): data set {info['dataset_s']} s, training {info['train_s']} s "
+              f"({info['epochs']} epochs), int8 conversion {info['convert_s']} s, evaluation {info['eval_s']} s.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=cache_dir(), help="data set directory (default: %(default)s)")
+    ap.add_argument("--work", type=Path, default=cache_dir() / "train", help="training artefacts (default: %(default)s)")
+    ap.add_argument("--model", type=Path, default=MODEL_PATH)
+    ap.add_argument("--report", type=Path, default=REPORT_PATH)
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    path = args.data / "test.npz"
+    if not path.exists():
+        sys.exit(f"{path}: missing; run make_dataset.py first")
+    test = dict(np.load(path))
+    y = test["labels"].astype(np.int64)
+
+    from kwsgen.frontend import model_input_quant
+
+    q = model_input_quant(args.model, FRONTEND)
+    if (q.zero_point, np.float32(q.scale)) != (INPUT_ZERO_POINT, np.float32(INPUT_SCALE)):
+        sys.exit(f"{args.model}: input quantization {q} differs from the data set's features; retrain")
+    train_info_path = args.work / "train.json"
+    train_info = json.loads(train_info_path.read_text()) if train_info_path.exists() else {}
+    if train_info.get("model_sha256") != hashlib.sha256(args.model.read_bytes()).hexdigest():
+        print(f"note: {args.model} was not written by the training run in {args.work}: no float figures", file=sys.stderr)
+        train_info = {}
+    probs_path = args.work / "float_test_probs.npy"
+    flt = np.load(probs_path).argmax(axis=1) if train_info and probs_path.exists() else None
+    results: dict[str, np.ndarray | None] = {"float": flt, "int8 (kwsgen)": predict_int8(args.model, test["features"])}
+    ds_core, ds_float = predict_ds_cnn_s(shared_dir() / DS_CNN_S, test["audio"])
+    results["ds_cnn_s (device features)"], results["ds_cnn_s (TF float MFCC)"] = ds_core, ds_float
+
+    dataset = json.loads((args.data / "dataset.json").read_text())
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_dataset as md
+
+    splits = dataset["splits"]
+    info = {"test_variants": md.VARIANTS_TEST, "test_speeds": md.SPEEDS_TEST,
+            "unseen_accents": [a for a in md.ACCENTS_TEST if a not in md.ACCENTS_TRAIN],
+            "model_bytes": args.model.stat().st_size, "params": train_info.get("params", "n/a"),
+            "clips": " / ".join(str(splits[s]["clips"]) for s in ("train", "val", "test")),
+            "dataset_s": seconds(dataset.get("seconds")), "train_s": seconds(train_info.get("train_seconds")),
+            "epochs": train_info.get("epochs", "n/a"), "convert_s": seconds(train_info.get("convert_seconds")),
+            "eval_s": seconds(time.time() - t0)}
+    ra, ry, rnames = real_clips()
+    ds_core_r, ds_float_r = predict_ds_cnn_s(shared_dir() / DS_CNN_S, ra)
+    from kwsgen.frontend import mfcc_int8
+
+    real = {"int8 (kwsgen)": predict_int8(args.model, mfcc_int8(ra, FRONTEND, INPUT_SCALE, INPUT_ZERO_POINT)),
+            "ds_cnn_s (device features)": ds_core_r, "ds_cnn_s (TF float MFCC)": ds_float_r}
+    info["eval_s"] = seconds(time.time() - t0)
+    text = report(results, y, test, info, real_clip_table(real, ry, rnames))
+    args.report.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    from kwsgen.errors import KwsgenError
+
+    try:
+        sys.exit(main())
+    except KwsgenError as e:
+        sys.exit(f"evaluate: {e.one_line()}")
