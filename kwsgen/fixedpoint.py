@@ -12,7 +12,9 @@ Semantics follow TFLM's `quantization_util.cc`, `common.cc` and gemmlowp's `fixe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from enum import Enum
+from functools import lru_cache
 
 import numpy as np
 
@@ -101,42 +103,179 @@ def rdbpot(x, exponent) -> np.ndarray:
     return (x >> e) + (remainder > threshold)
 
 
-_EXACT_F64_X = 1 << 22  # |x| * multiplier < 2^53: the product is exact in float64
+# ---- exact float64 evaluation of mbqm (NumPy speed; same integers as `mbqm_int64`, tested) ----
+#
+# For q >= 0, mbqm(x, q, s) is floor((x * q + k0 - [x < 0] * k1) / 2^d) with per-channel integers d, k0, k1:
+# - double rounding, s <= 0 (e = -s): srdhm is floor((x q + 2^30) / 2^31) (its two nudges are one floor), and
+#   rdbpot's round-half-away is floor((v + 2^(e-1) - [v < 0]) / 2^e); nested floors merge, so d = 31 + e,
+#   k0 = 2^30 + 2^(e-1) * 2^31, k1 = 2^31 (0 when e = 0). [v < 0] may be read as [x < 0]: when they differ
+#   v = 0, and both give 0;
+# - double rounding, s > 0, without int32 wrap of x << s: d = 31 - s, k0 = 2^(30-s), k1 = 0;
+# - single rounding (s <= 30): d = 31 - s, k0 = 2^(30-s), k1 = 0.
+# Scaled by 2^-d that is floor(x * scale + offset - [x < 0] * neg_offset), and every term is a multiple of
+# 2^-d: float64 computes it exactly while |x| q + k0 + k1 (plus any integer added in units of 2^d) stays
+# below 2^53. NumPy's int64 multiply is not vectorised on common CPUs; float64 is, and floor is one pass.
+
+F64_EXACT = float(1 << 52)  # bound checks are evaluated in float64 themselves: keep a factor 2 of margin
 
 
-def _mbqm_f64(x: np.ndarray, q: np.ndarray, s: np.ndarray, rounding: Rounding) -> np.ndarray:
-    """mbqm for shift <= 0, q >= 0 and |x| < 2^22, with the 64-bit product taken in float64.
+@dataclass(frozen=True)
+class MbqmAffine:
+    """mbqm(x) == floor(x * scale + offset - [x < 0] * neg_offset) while exact (all per channel, float64)."""
 
-    NumPy's int64 multiply is not vectorised on common CPUs; float64 is, and with |x * q| < 2^53
-    the float product is exact, so converting it back gives the exact int64 product. The rest is
-    int64 adds and shifts (vectorised), done in place. Same integers as `mbqm_int64` (tested).
-    """
-    ab = (x.astype(np.float64) * q.astype(np.float64)).astype(np.int64)
-    if rounding is Rounding.SINGLE:  # (ab + 2^(30-s)) >> (31-s)
-        total = 31 - s
-        ab += np.int64(1) << (total - 1)
-        ab >>= total
-        return ab
-    neg = ab < 0
-    mag = np.abs(ab, out=ab)
-    # srdhm: (ab + nudge) / 2^31 truncated; for ab < 0 that is -((|ab| + 2^30 - 1) >> 31)
-    mag += 1 << 30
-    mag -= neg
-    mag >>= 31
-    # rdbpot by -s: round half away from zero is symmetric in the magnitude
-    right = -s
-    mag += (np.int64(1) << right) >> 1
-    mag >>= right
-    np.negative(mag, out=mag, where=neg)
-    return mag
+    scale: np.ndarray  # q / 2^d
+    offset: np.ndarray  # k0 / 2^d
+    neg_offset: np.ndarray  # k1 / 2^d
+    unit: np.ndarray  # 2^d, to express integers added before the floor in the same units
+    wrap_max: np.ndarray  # largest |x| whose int32 shift x << s does not wrap (inf for s <= 0)
+
+    def x_limit(self, extra: float = 0.0) -> np.ndarray:
+        """Per channel, the largest |x| for which the form is exact with an integer of magnitude <= `extra`
+        also added before the floor (negative where it never is)."""
+        q = np.maximum(self.scale * self.unit, 1.0)
+        free = F64_EXACT - (self.offset + self.neg_offset + abs(extra)) * self.unit
+        return np.minimum(np.floor(free / q), self.wrap_max)
+
+
+def mbqm_affine(multiplier, shift, rounding: Rounding = Rounding.DOUBLE) -> MbqmAffine | None:
+    """The float64 form of mbqm for these (broadcastable) multipliers and shifts; None if there is none (q < 0)."""
+    q, s = np.broadcast_arrays(_i64(multiplier), _i64(shift))
+    return _mbqm_affine(q.tobytes(), s.tobytes(), q.shape, rounding)  # a layer's constants recur every call
+
+
+@lru_cache(maxsize=1024)
+def _mbqm_affine(q_bytes: bytes, s_bytes: bytes, shape: tuple[int, ...], rounding: Rounding) -> MbqmAffine | None:
+    q = np.frombuffer(q_bytes, np.int64).reshape(shape)
+    s = np.frombuffer(s_bytes, np.int64).reshape(shape)
+    if (q < 0).any() or (s > 30).any() or (s < -62).any():
+        return None
+    e = np.maximum(-s, 0)
+    if rounding is Rounding.DOUBLE:
+        d = 31 + e - np.maximum(s, 0)
+        k0 = np.where(s <= 0, (1 << 30) + ((np.int64(1) << e) >> 1).astype(np.float64) * 2.0**31, 2.0 ** (30 - s))
+        k1 = np.where(s < 0, 2.0**31, 0.0)
+        # x << s must not wrap in int32 (the C code wraps it; the float form cannot)
+        wrap_max = np.where(s > 0, ((1 << 31) - 1) >> np.maximum(s, 0), np.inf)
+    else:
+        d = 31 - s
+        k0 = 2.0 ** (30 - s)
+        k1 = np.zeros(s.shape)
+        wrap_max = np.full(s.shape, np.inf)
+    unit = 2.0**d
+    return MbqmAffine(q / unit, np.asarray(k0 / unit, np.float64), k1 / unit, unit, wrap_max)
+
+
+def _mbqm_f64(x: np.ndarray, form: MbqmAffine) -> np.ndarray:
+    """mbqm through its float64 form (the caller checked exactness): int64 result."""
+    y = np.multiply(x, form.scale, dtype=np.float64)
+    if form.neg_offset.any():
+        # -[x < 0] * k1 as copysign(k1 / 2, x) - k1 / 2: a sign test without a mask (x = 0 counts as >= 0)
+        y += np.copysign(form.neg_offset / 2, x)
+        y += form.offset - form.neg_offset / 2
+    else:
+        y += form.offset
+    return np.floor(y, out=y).astype(np.int64)
 
 
 def mbqm(x, multiplier, shift, rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """MultiplyByQuantizedMultiplier(int32 x, q, shift); multiplier/shift broadcast (per channel)."""
-    x, q, s = np.asarray(x), _i64(multiplier), _i64(shift)
-    if np.all(s <= 0) and np.all(q >= 0) and x.size and np.abs(x).max() < _EXACT_F64_X:
-        return _mbqm_f64(x, q, s, rounding)
-    return mbqm_int64(x, q, s, rounding)
+    x = np.asarray(x)
+    if x.size and x.dtype.kind in "iu":
+        form = mbqm_affine(multiplier, shift, rounding)
+        if form is not None and max(int(x.max()), -int(x.min())) <= form.x_limit().min():
+            return _mbqm_f64(x, form)
+    return mbqm_int64(x, multiplier, shift, rounding)
+
+
+@dataclass(frozen=True)
+class RequantS8:
+    """A kernel's output stage, int8 clamp(mbqm(wrap32(acc + fold), q, s) + out_zp, act_min, act_max), prepared.
+
+    fold carries what the C kernels precompute per channel (bias, input offset times filter sums), so acc can
+    be a plain dot product of raw int8 values. With the float64 form, y = x * scale is computed, then the
+    sign term (only where negative x can survive the clamp) and the offsets, including out_zp - act_min so
+    that the clamp range is [0, act_max - act_min] and the truncating cast to uint8 is the floor.
+    """
+
+    fold: np.ndarray  # int64 [C]
+    multiplier: np.ndarray  # int64 [C]
+    shift: np.ndarray  # int64 [C]
+    out_zp: int
+    act_min: int
+    act_max: int
+    rounding: Rounding
+    x_limit: float  # the float64 form is exact while |acc + fold| <= x_limit (-1: there is no such form)
+    scale: np.ndarray | None = None  # [C] float64
+    neg_half: np.ndarray | None = None  # [C] k1 / 2^d / 2, where the sign term matters
+    offset: np.ndarray | None = None  # [C] added last
+    # When the caller's bound on |acc| makes every partial sum of acc * scale + fold * scale + ... exact, the
+    # same constants tiled over one sample (channel last), so that NumPy's inner loops run over whole samples:
+    tiled_scale: np.ndarray | None = None
+    tiled_fold: np.ndarray | None = None  # fold * scale, where the sign term matters
+    tiled_neg_half: np.ndarray | None = None
+    tiled_offset: np.ndarray | None = None  # offset (plus fold * scale where the sign term does not matter)
+
+
+def requant_s8(fold, multiplier, shift, out_zp: int, act_min: int, act_max: int, rounding: Rounding,
+               acc_bound, per_sample: int) -> RequantS8:
+    """Prepare `requantize_s8` for accumulators [N, per_sample] (channel last) with |acc| <= acc_bound.
+
+    fold, multiplier, shift and acc_bound are per channel or scalars (C = 1).
+    """
+    fold, q, s, bound = np.broadcast_arrays(*(np.atleast_1d(_i64(v)) for v in (fold, multiplier, shift, acc_bound)))
+    form = mbqm_affine(q, s, rounding)
+    if form is None or act_min > act_max:
+        return RequantS8(fold, q, s, out_zp, act_min, act_max, rounding, -1.0)
+    lift = out_zp - act_min
+    x_limit = form.x_limit(lift)
+    # every x < 0 gives mbqm <= 0, an output <= out_zp: the sign term matters only if act_min < out_zp
+    signed = act_min < out_zp and bool(form.neg_offset.any())
+    neg_half = form.neg_offset / 2 if signed else None
+    offset = form.offset + lift - (neg_half if signed else 0.0)
+    plain = RequantS8(fold, q, s, out_zp, act_min, act_max, rounding, float(x_limit.min()), form.scale, neg_half,
+                      offset)
+    if (bound + np.abs(fold) > x_limit).any():
+        return plain
+
+    def tiled(v: np.ndarray) -> np.ndarray:
+        return np.tile(v, per_sample // fold.size)
+
+    if signed:
+        return replace(plain, tiled_scale=tiled(form.scale), tiled_fold=tiled(fold * form.scale),
+                       tiled_neg_half=tiled(neg_half), tiled_offset=tiled(offset))
+    return replace(plain, tiled_scale=tiled(form.scale), tiled_offset=tiled(fold * form.scale + offset))
+
+
+def requantize_s8(acc: np.ndarray, r: RequantS8, work: np.ndarray | None = None) -> np.ndarray:
+    """Apply a prepared output stage to integer-valued acc [N, ..., C] (float32/float64 exact sums or ints).
+
+    `work`, a float64 array of acc's size, holds the intermediate values if given.
+    """
+    out = None if work is None else work.reshape(acc.shape)
+    if r.tiled_scale is not None:  # exact by the caller's bound, and fast: acc * scale + fold * scale + ...
+        sample = acc.shape[1:]  # the tiled constants, laid out like one sample; acc may be a strided view
+        y = np.multiply(acc, r.tiled_scale.reshape(sample), out=out, dtype=np.float64)
+        if r.tiled_fold is not None:
+            y += r.tiled_fold.reshape(sample)  # y = x * scale: the sign of x (or a zero, where it is irrelevant)
+            y += np.copysign(r.tiled_neg_half.reshape(sample), y)  # see _clamp_s8
+        return _clamp_s8(y, None, r.tiled_offset.reshape(sample), r)
+    if r.x_limit >= 0 and acc.size:  # accumulators are usually far below the bound: check the actual ones
+        x = np.add(acc, r.fold, out=out, dtype=np.float64)  # exact
+        if max(x.max(), -x.min()) <= r.x_limit:
+            return _clamp_s8(np.multiply(x, r.scale, out=x), r.neg_half, r.offset, r)
+    out = mbqm_int64(wrap32(acc.astype(np.int64) + r.fold), r.multiplier, r.shift, r.rounding) + r.out_zp
+    return np.clip(out, r.act_min, r.act_max).astype(np.int8)
+
+
+def _clamp_s8(y: np.ndarray, neg_half: np.ndarray | None, offset: np.ndarray, r: RequantS8) -> np.ndarray:
+    """The rest of the float64 form, in place on y = x * scale: sign term, offsets, clamp, floor, int8."""
+    if neg_half is not None:
+        y += np.copysign(neg_half, y)  # -[x < 0] * k1 / 2^d, as copysign(k1 / 2^(d+1), x) - k1 / 2^(d+1)
+    y += offset
+    np.clip(y, 0, r.act_max - r.act_min, out=y)
+    out = y.astype(np.uint8)  # y >= 0: the truncating cast is the floor
+    out += np.uint8(r.act_min & 0xFF)  # back to [act_min, act_max] in two's complement
+    return out.view(np.int8).reshape(y.shape)
 
 
 def mbqm_int64(x, multiplier, shift, rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:

@@ -7,14 +7,18 @@ against, and is itself checked against TFLM (`tests/test_reference_vs_tflm.py`).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from .errors import KwsgenError
-from .legalize import Model
-from .ir import ABSENT
+from .fixedpoint import Rounding
+from .ir import ABSENT, Graph
+from .legalize import Layer, Model
+from .ops._conv_math import work_buffers
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,29 @@ def _check_inputs(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray
     return checked
 
 
-CHUNK = 64  # samples per pass: large batches run in cache-sized pieces (several times faster)
+# A batch runs layer by layer; each reference call gets as many samples as keep its work near this many
+# elements (a convolution's temporaries then stay in cache, a softmax takes the whole batch in one call:
+# NumPy's per-call costs are paid per chunk, its per-element costs per sample).
+CHUNK_ELEMENTS = 1 << 18
+BATCH = 1024  # samples per pass over the layers: bounds the memory of very large batches
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (None without threadpoolctl), inspected once."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """Run BLAS single-threaded. The reference's products are small (one chunk of a batch): threads save
+    little on an idle machine, and on a busy one (a parallel test run, other jobs) their synchronisation
+    makes each product up to 100x slower (measured on 2 cores)."""
+    controller = _blas_controller()
+    return nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
 
 
 def run(
@@ -66,10 +92,11 @@ def run(
     if isinstance(inputs, np.ndarray):
         inputs = [inputs]
     n = np.asarray(inputs[0]).shape[0] if len(inputs) else 0
-    if n <= CHUNK:
-        return _run(model, inputs, intermediates=intermediates, core_only=core_only)
-    parts = [_run(model, [np.asarray(x)[i : i + CHUNK] for x in inputs], intermediates=intermediates, core_only=core_only)
-             for i in range(0, n, CHUNK)]
+    with work_buffers(), _one_blas_thread():
+        if n <= BATCH:
+            return _run(model, inputs, intermediates=intermediates, core_only=core_only)
+        parts = [_run(model, [np.asarray(x)[i : i + BATCH] for x in inputs], intermediates=intermediates,
+                      core_only=core_only) for i in range(0, n, BATCH)]
     outputs = [np.concatenate([p.outputs[k] for p in parts]) for k in range(len(parts[0].outputs))]
     inter = None
     if intermediates:
@@ -94,6 +121,8 @@ def _run(model: Model, inputs: Sequence[np.ndarray], *, intermediates: bool, cor
         xs = _check_inputs(model, inputs)
     n = xs[0].shape[0] if xs else 1
     values: dict[int, np.ndarray] = dict(zip(in_idx, xs))
+    last_use = {i: k for k, layer in enumerate(layers) for i in layer.op.inputs}
+    consts = {i for layer in layers for i in layer.op.inputs if i != ABSENT and g.tensors[i].data is not None}
 
     def value(i: int) -> np.ndarray | None:
         if i == ABSENT:
@@ -105,16 +134,34 @@ def _run(model: Model, inputs: Sequence[np.ndarray], *, intermediates: bool, cor
             raise AssertionError(f"tensor {i} used before it is computed")
         return np.broadcast_to(t.data, (n,) + t.data.shape)
 
-    for layer in layers:
+    for k, layer in enumerate(layers):
         op = layer.op
-        outs = layer.opdef.reference(op, g, layer.params, [value(i) for i in op.inputs], model.rounding)
-        for t_index, out in zip(op.outputs, outs):
-            t = g.tensors[t_index]
-            out = np.asarray(out)
-            assert out.dtype == np.dtype(t.dtype), f"{op}: produced {out.dtype}, tensor is {t.dtype}"
-            values[t_index] = out.reshape((n,) + t.shape)
+        args = [value(i) for i in op.inputs]
+        size = max((g.tensors[i].size for i in op.inputs + op.outputs if i != ABSENT and i not in consts), default=1)
+        step = max(1, CHUNK_ELEMENTS // max(size, 1))
+        pieces = [_call(layer, g, [None if a is None else a[i : i + step] for a in args], min(step, n - i),
+                        model.rounding) for i in range(0, n, step)]
+        for j, t_index in enumerate(op.outputs):
+            values[t_index] = pieces[0][j] if len(pieces) == 1 else np.concatenate([p[j] for p in pieces])
+        if not intermediates:  # drop what no later layer reads
+            for i in op.inputs:
+                if last_use.get(i) == k and i not in out_idx and i not in in_idx:
+                    values.pop(i, None)
     outputs = [value(i) for i in out_idx]
     return RunResult([np.ascontiguousarray(o) for o in outputs], values if intermediates else None)
+
+
+def _call(layer: Layer, g: Graph, xs: list, n: int, rounding: Rounding) -> list[np.ndarray]:
+    """One reference call on a chunk of n samples: outputs checked and shaped [n, *shape]."""
+    op = layer.op
+    outs = layer.opdef.reference(op, g, layer.params, xs, rounding)
+    shaped = []
+    for t_index, out in zip(op.outputs, outs):
+        t = g.tensors[t_index]
+        out = np.asarray(out)
+        assert out.dtype == np.dtype(t.dtype), f"{op}: produced {out.dtype}, tensor is {t.dtype}"
+        shaped.append(out.reshape((n,) + t.shape))
+    return shaped
 
 
 def run_outputs(model: Model, inputs, *, core_only: bool = False) -> list[np.ndarray]:

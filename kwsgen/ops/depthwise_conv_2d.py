@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
-from ..fixedpoint import INT32_MAX, Rounding, mbqm, wrap32
+from ..fixedpoint import INT32_MAX, RequantS8, Rounding, requant_s8, requantize_s8, wrap32
 from ..ir import Graph, Operator
 from . import EmitTarget, OpDef, register
 from ._common import (
@@ -27,7 +28,7 @@ from ._common import (
     tensor_in,
     tensor_out,
 )
-from ._conv_math import exact_matmul, pad_nhwc, windows
+from ._conv_math import FLOAT32_EXACT, exact_matmul_float, pad_nhwc, padded_extent, per_layer, windows, work_buffer
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..codegen import EmitContext, Emitted
@@ -122,22 +123,60 @@ def prepare(op: Operator, graph: Graph, rounding: Rounding) -> DepthwiseParams:
 MATMUL_DEPTH_MULTIPLIER = 4
 
 
-def _acc_taps(xp: np.ndarray, w: np.ndarray, p: DepthwiseParams, out: tuple[int, int]) -> np.ndarray:
-    """Accumulators [N, OH, OW, C_OUT] as one multiply-add pass per filter tap (int32 is exact: see check)."""
-    _, kh, kw, out_c = w.shape
-    (oh, ow), (sh, sw), (dh, dw) = out, p.stride, p.dilation
-    if p.depth_multiplier > 1:
-        xp = np.repeat(xp, p.depth_multiplier, axis=3)  # channel oc reads input channel oc // m
-    wt = w[0].astype(np.int32)
-    acc = np.zeros((xp.shape[0], oh, ow, out_c), dtype=np.int32)
-    tmp = np.empty_like(acc)
-    for fy in range(kh):
-        rows = slice(fy * dh, fy * dh + (oh - 1) * sh + 1, sh)
-        for fx in range(kw):
-            cols = slice(fx * dw, fx * dw + (ow - 1) * sw + 1, sw)
-            np.multiply(xp[:, rows, cols, :], wt[fy, fx], out=tmp)
-            acc += tmp
-    return acc
+@dataclass(frozen=True)
+class _RefConstants:
+    dtype: type  # float32 when every accumulator stays below 2^24 in magnitude (exact), else float64
+    transposed: bool  # run on the transposed image (H and W swapped), see _acc_taps
+    taps: np.ndarray  # [KH, KW, ...] per tap its weights: [C], or with stride 1 laid out like the accumulators
+    stage: RequantS8
+
+
+@per_layer
+def _reference_constants(op: Operator, graph: Graph, p: DepthwiseParams, rounding: Rounding) -> _RefConstants:
+    x, w, b, y = tensor_in(op, graph, 0), tensor_in(op, graph, 1).data, tensor_in(op, graph, 2), tensor_out(op, graph)
+    w64 = w.astype(np.int64)
+    acc_bound = 128 * np.abs(w64).sum(axis=(0, 1, 2))
+    dtype = np.float32 if acc_bound.max(initial=0) < FLOAT32_EXACT else np.float64
+    fold = (0 if b is None else b.data.astype(np.int64).ravel()) - p.in_zp * w64.sum(axis=(0, 1, 2))
+    stage = requant_s8(fold, p.multiplier, p.shift, p.out_zp, p.act_min, p.act_max, rounding, acc_bound,
+                       per_sample=y.size // y.shape[0])
+    taps, (oh, ow), out_c = w[0], y.shape[1:3], w.shape[3]
+    if p.stride != (1, 1) or p.depth_multiplier >= MATMUL_DEPTH_MULTIPLIER:
+        return _RefConstants(dtype, False, taps.astype(dtype), stage)
+    # A tap's weights over the padded-width grid [OH, WP, C] (flattened, cut to length), on the image or on its
+    # transpose, whichever has the fewer padded columns to compute.
+    hp, wp = (padded_extent(x.shape[1 + a], p.pad[a], w.shape[1 + a], 1, p.dilation[a], y.shape[1 + a])[0] for a in (0, 1))
+    transposed = ow * hp < oh * wp
+    if transposed:
+        taps, (oh, ow), wp = taps.transpose(1, 0, 2), (ow, oh), hp
+    taps = np.tile(taps, (1, 1, oh * wp))[:, :, : ((oh - 1) * wp + ow) * out_c]
+    return _RefConstants(dtype, transposed, np.ascontiguousarray(taps, dtype=dtype), stage)
+
+
+def _acc_taps(xp: np.ndarray, taps: np.ndarray, dm: int, stride: tuple[int, int], dilation: tuple[int, int],
+              out: tuple[int, int]) -> np.ndarray:
+    """Accumulators [N, OH, OW, C_OUT]: the sum over filter taps of window times weights (xp's dtype, exact).
+
+    With stride 1 the windows of tap (fy, fx) are, in the flattened padded sample, one contiguous range
+    starting at (fy * dh * WP + fx * dw) * C: a strided view [N, KH, KW, range] holds them all, and one einsum
+    multiplies and sums it against the weights in a single pass of long inner loops. The accumulators then
+    cover the padded width too (the extra columns are cut at the end). Otherwise the einsum runs over the
+    windows [N, OH, OW, KH, KW, C] (inner loops of one channel row).
+    """
+    kh, kw = taps.shape[:2]
+    (oh, ow), (dh, dw) = out, dilation
+    if dm > 1:
+        xp = np.repeat(xp, dm, axis=3)  # channel oc reads input channel oc // m
+    n, _, wp, c = xp.shape
+    if stride == (1, 1):
+        flat = np.ascontiguousarray(xp).reshape(n, -1)
+        length, (s_n, s_e) = taps.shape[2], flat.strides
+        spans = as_strided(flat, (n, kh, kw, length), (s_n, dh * wp * c * s_e, dw * c * s_e, s_e), writeable=False)
+        acc = work_buffer("depthwise.acc", (n, oh * wp * c), xp.dtype)
+        np.einsum("nabj,abj->nj", spans, taps, out=acc[:, :length])
+        return acc.reshape(n, oh, wp, c)[:, :, :ow]
+    acc = work_buffer("depthwise.acc", (n, oh, ow, c), xp.dtype)
+    return np.einsum("nhwabc,abc->nhwc", windows(xp, (kh, kw), stride, dilation, out), taps, out=acc)
 
 
 def _acc_matmul(xp: np.ndarray, w: np.ndarray, p: DepthwiseParams, out: tuple[int, int]) -> np.ndarray:
@@ -148,29 +187,32 @@ def _acc_matmul(xp: np.ndarray, w: np.ndarray, p: DepthwiseParams, out: tuple[in
     accs = []
     for ic in range(xp.shape[3]):
         patch = cols[..., ic].reshape(cols.shape[:3] + (kh * kw,))
-        accs.append(exact_matmul(patch, w[0, :, :, ic * dm : (ic + 1) * dm].reshape(kh * kw, dm)))
+        accs.append(exact_matmul_float(patch, w[0, :, :, ic * dm : (ic + 1) * dm].reshape(kh * kw, dm), a_max=128))
     return np.concatenate(accs, axis=-1)
 
 
 def reference(op: Operator, graph: Graph, p: DepthwiseParams, xs: list, rounding: Rounding) -> list[np.ndarray]:
     w = tensor_in(op, graph, 1).data
-    b = tensor_in(op, graph, 2)
     y = tensor_out(op, graph)
     x = xs[0].reshape((-1,) + tensor_in(op, graph, 0).shape[1:])  # batch axis folds the model's N
-    _, kh, kw, _ = w.shape
-    oh, ow = y.shape[1], y.shape[2]
-    # Taps outside the image are skipped by TFLM: padding with the zero point (0 after the offset) is the same.
-    xp = pad_nhwc(x.astype(np.int32) - p.in_zp, p.pad, (kh, kw), p.stride, p.dilation, (oh, ow))
+    k = _reference_constants(op, graph, p, rounding)
+    # Sums of raw int8 values (|x| <= 128) times the taps, padded with the input zero point: every tap then
+    # adds in_zp * w, padding included (TFLM skips out-of-image taps), and the per-channel fold takes that out
+    # again, as the C kernels do: acc + fold = sum over in-image taps of (x - in_zp) * w, plus the bias.
+    pad, kernel, dilation, out = p.pad, w.shape[1:3], p.dilation, y.shape[1:3]
     if p.depth_multiplier >= MATMUL_DEPTH_MULTIPLIER:
-        acc = _acc_matmul(xp, w, p, (oh, ow))
+        xp = pad_nhwc(x, pad, kernel, p.stride, dilation, out, value=p.in_zp, dtype=k.dtype, work="depthwise.pad")
+        acc = _acc_matmul(xp, w, p, out)
     else:
-        acc = _acc_taps(xp, w, p, (oh, ow))
-    acc64 = acc.astype(np.int64)
-    if b is not None:
-        acc64 = wrap32(acc64 + b.data.astype(np.int64).ravel())
-    out = mbqm(acc64, p.multiplier, p.shift, rounding) + p.out_zp
-    out = np.clip(out, p.act_min, p.act_max).astype(np.int8)
-    return [out.reshape((xs[0].shape[0],) + y.shape)]
+        if k.transposed:  # H and W swap roles; the result is transposed back below
+            x, pad, kernel, dilation, out = x.transpose(0, 2, 1, 3), pad[::-1], kernel[::-1], dilation[::-1], out[::-1]
+        xp = pad_nhwc(x, pad, kernel, p.stride, dilation, out, value=p.in_zp, dtype=k.dtype, work="depthwise.pad")
+        acc = _acc_taps(xp, k.taps, p.depth_multiplier, p.stride, dilation, out)
+    # (the per-channel constants of the output stage are tiled over positions, so either layout suits them)
+    result = requantize_s8(acc, k.stage, work_buffer("requant", (acc.shape[0], acc[0].size), np.float64))
+    if k.transposed:
+        result = result.transpose(0, 2, 1, 3)
+    return [np.ascontiguousarray(result).reshape((xs[0].shape[0],) + y.shape)]
 
 
 def macs(op: Operator, graph: Graph) -> int:
@@ -268,11 +310,32 @@ def emit(ctx: "EmitContext") -> "Emitted":
         return ctx.cmsis(d=dims, mult=mult, shift=shift, filt=filt, bias=bias)
     mult = ctx.const("mult", p.multiplier, "int32_t", 4, f"layer {ctx.step} per-channel multipliers")
     shift = ctx.const("shift", p.shift, "int32_t", 4, f"layer {ctx.step} per-channel shifts")
+    _, k_h, k_w, _ = w.shape
+    if x.shape[3] == 1:
+        # One input channel: the layer is a CONV_2D with filter [out_c, k_h, k_w, 1], which the conv kernel
+        # runs with two pixels per multiply-accumulate (e.g. micro_speech's 10x8 first layer).
+        from .conv_2d import emit_portable
+
+        b = ctx.input_tensor(2)
+        return emit_portable(
+            ctx, x.shape, y.shape, np.ascontiguousarray(w.data[0].transpose(2, 0, 1)[..., None]),
+            None if b is None else b.data, groups=1, stride=p.stride, dilation=p.dilation, pad=p.pad,
+            in_zp=p.in_zp, out_zp=p.out_zp, act=(p.act_min, p.act_max), mult=mult, shift=shift,
+        )
+    from .conv_2d import inside_range
+
+    dims["oy_lo"], dims["oy_hi"] = inside_range(y.shape[1], x.shape[1], k_h, p.stride[0], p.dilation[0], p.pad[0])
+    dims["ox_lo"], dims["ox_hi"] = inside_range(y.shape[2], x.shape[2], k_w, p.stride[1], p.dilation[1], p.pad[1])
+    # Filter [1, KH, KW, C_OUT] -> blocks of 4 output channels [KH*KW][4], zero-padded to a multiple of 4.
+    taps_w = np.zeros((k_h * k_w, out_c + (-out_c) % 4), np.int8)
+    taps_w[:, :out_c] = w.data.reshape(k_h * k_w, out_c)
+    blocks = taps_w.reshape(k_h * k_w, -1, 4).transpose(1, 0, 2)
+    filt = ctx.const("filter_blocks", blocks, "int8_t", 4, f"layer {ctx.step} filter in blocks of 4 channels [tap][4]")
     fold = ctx.const("fold", p.fold, "int32_t", 4, f"layer {ctx.step} bias - input zero point * filter tap sums")
-    bias = "NULL" if ctx.input_tensor(2) is None else ctx.weights(2)  # the bias input may be absent or left out
     taps = ctx.const("taps", tap_offsets(x.shape, w.shape, p.dilation), "int32_t", 4,
                      f"layer {ctx.step} input offset of each filter tap in a full window")
-    return ctx.portable(d=dims, mult=mult, shift=shift, fold=fold, bias=bias, taps=taps)
+    bias = "NULL" if ctx.input_tensor(2) is None else ctx.weights(2)  # the bias input may be absent or left out
+    return ctx.portable(d=dims, mult=mult, shift=shift, filt=filt, fold=fold, bias=bias, taps=taps)
 
 
 register(OpDef("DEPTHWISE_CONV_2D", check, reference, prepare, macs, emit, scratch, template="depthwise_conv_2d"))

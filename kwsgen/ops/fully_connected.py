@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..fixedpoint import INT32_MAX, Rounding, mbqm, quantize_multipliers, wrap32
+from ..fixedpoint import INT32_MAX, RequantS8, Rounding, quantize_multipliers, requant_s8, requantize_s8, wrap32
 from ..ir import Graph, Operator
 from . import EmitTarget, OpDef, register
 from ._common import (
@@ -26,7 +26,7 @@ from ._common import (
     tensor_in,
     tensor_out,
 )
-from ._conv_math import exact_matmul
+from ._conv_math import ExactMatmul, exact_matmul_plan, per_layer
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..codegen import EmitContext, Emitted
@@ -114,11 +114,12 @@ def _bias_scale_problems(x, w, b, y) -> list[str]:
 
 
 def _multipliers(x, w, y, units: int, rounding: Rounding) -> tuple[np.ndarray, np.ndarray]:
-    if w.quant.per_channel:  # CalculateOpDataFullyConnected, per channel: double(in) * double(w_i) / double(out)
-        return per_channel_multipliers(x.quant.s, w.quant.scales(units), y.quant.s, rounding)
-    # GetQuantizedConvolutionMultipler: the scale product is taken in float32, then divided in double.
-    product = float(np.float32(x.quant.s) * np.float32(w.quant.s))
-    return quantize_multipliers([product / float(np.float64(np.float32(y.quant.s)))], rounding)
+    """double(in) * double(w_i) / double(out), per channel or per tensor (a per-tensor scale is broadcast
+    and then one multiplier kept). The TFLM source computes the per-tensor product in float32, but the
+    tflite-micro build kwsgen is checked against takes it in double: where the two differ (rounding ties)
+    the oracle follows double (tests/test_op_fully_connected.py::test_per_tensor_multiplier_follows_the_oracle)."""
+    mult, shift = per_channel_multipliers(x.quant.s, w.quant.scales(units), y.quant.s, rounding)
+    return (mult, shift) if w.quant.per_channel else (mult[:1], shift[:1])
 
 
 def vector_sum_s8(cols: int, rows: int, weights: np.ndarray, lhs_offset: int, rhs_offset: int,
@@ -147,17 +148,25 @@ def prepare(op: Operator, graph: Graph, rounding: Rounding) -> FcParams:
     return FcParams(batches, depth, units, x.quant.zp, filter_zp, y.quant.zp, lo, hi, w.quant.per_channel, mult, shift, fold)
 
 
+@per_layer
+def _reference_constants(op: Operator, graph: Graph, p: FcParams, rounding: Rounding) -> tuple[ExactMatmul, RequantS8]:
+    """The product with filter + filter offset and the output stage, whose fold holds the bias and the
+    input offset's share: sum (x - in_zp) * wf + bias = (sum x * wf) + fold, constant per row as in C."""
+    w, b = tensor_in(op, graph, 1).data, tensor_in(op, graph, 2)
+    wf = w.reshape(p.out_depth, p.accum_depth).astype(np.int64) - p.filter_zp
+    fold = (0 if b is None else b.data.astype(np.int64).ravel()) - p.in_zp * wf.sum(axis=1)
+    stage = requant_s8(fold, p.multiplier, p.shift, p.out_zp, p.act_min, p.act_max, rounding,
+                       acc_bound=128 * np.abs(wf).sum(axis=1), per_sample=p.batches * p.out_depth)
+    return exact_matmul_plan(wf.T, 128), stage
+
+
 def reference(op: Operator, graph: Graph, p: FcParams, xs: list, rounding: Rounding) -> list[np.ndarray]:
-    w = tensor_in(op, graph, 1).data
-    b = tensor_in(op, graph, 2)
     y = tensor_out(op, graph)
-    x = xs[0].reshape(-1, p.accum_depth).astype(np.int32) - p.in_zp  # [N * batches, accum_depth]
-    acc = exact_matmul(x, (w.astype(np.int32) - p.filter_zp).T)  # exact int64 (|acc| < 2^31 by check)
-    if b is not None:
-        acc = wrap32(acc + b.data.astype(np.int64).ravel())
-    out = mbqm(acc, p.multiplier, p.shift, rounding) + p.out_zp
-    out = np.clip(out, p.act_min, p.act_max).astype(np.int8)
-    return [out.reshape((xs[0].shape[0],) + y.shape)]
+    n = xs[0].shape[0]
+    product, stage = _reference_constants(op, graph, p, rounding)
+    x = xs[0].reshape(n, p.batches, p.accum_depth)  # raw int8, |x| <= 128
+    out = requantize_s8(product(x), stage)
+    return [out.reshape((n,) + y.shape)]
 
 
 def macs(op: Operator, graph: Graph) -> int:
@@ -225,7 +234,24 @@ def emit(ctx: "EmitContext") -> "Emitted":
     mult = ctx.const("mult", p.multiplier, "int32_t", 4, f"layer {ctx.step} multipliers")
     shift = ctx.const("shift", p.shift, "int32_t", 4, f"layer {ctx.step} shifts")
     fold = ctx.const("fold", p.fold, "int32_t", 4, f"layer {ctx.step} bias + input offset * filter row sums")
-    return ctx.portable(d=d, mult=mult, shift=shift, fold=fold)
+    filt = ctx.const("filter_blocks", blocked_rows(ctx.input_tensor(1).data.reshape(p.out_depth, p.accum_depth)),
+                     "int8_t", 4, f"layer {ctx.step} filter rows in blocks of 8 (then 4), [accum_depth][block]")
+    return ctx.portable(d=d, mult=mult, shift=shift, fold=fold, filt=filt)
+
+
+def blocked_rows(w: np.ndarray) -> np.ndarray:
+    """Filter [units, depth] -> blocks of 8 units, each [depth][8], then blocks of 4, each [depth][4]
+    (the last zero-padded): the order in which the portable kernel walks them."""
+    units, depth = w.shape
+    blocks = []
+    u = 0
+    while u < units:
+        size = 8 if units - u >= 8 else 4
+        block = np.zeros((size, depth), np.int8)
+        block[: min(size, units - u)] = w[u : u + size]
+        blocks.append(block.T.ravel())
+        u += size
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.int8)
 
 
 register(OpDef("FULLY_CONNECTED", check, reference, prepare, macs, emit, scratch, template="fully_connected"))

@@ -106,8 +106,8 @@ def _loops(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[tuple, tuple]
             groups.append([red, d, strides[i]])
     outer = tuple((g[1], g[2]) for g in groups if not g[0])
     inner = tuple((g[1], g[2]) for g in groups if g[0])
-    pad = ((1, 0),)
-    return outer + pad * (MAX_LOOPS - len(outer)), inner + pad * (MAX_LOOPS - len(inner))
+    pad = ((1, 0),)  # unused loops go outermost, so the kernel's innermost loop is a real (long) one
+    return pad * (MAX_LOOPS - len(outer)) + outer, pad * (MAX_LOOPS - len(inner)) + inner
 
 
 def prepare(op: Operator, graph: Graph, rounding: Rounding) -> MeanParams:

@@ -93,8 +93,9 @@ def reference_avg(op: Operator, graph: Graph, p: PoolParams, xs: list, rounding:
     y = tensor_out(op, graph)
     x = _int8_input(op, graph, xs)
     oh, ow = y.shape[1], y.shape[2]
-    xp = pad_nhwc(x.astype(np.int32), p.pad, p.filter, p.stride, (1, 1), (oh, ow))  # zeros add nothing
-    acc = windows(xp, p.filter, p.stride, (1, 1), (oh, ow)).sum(axis=(3, 4), dtype=np.int64)
+    xp = pad_nhwc(x, p.pad, p.filter, p.stride, (1, 1), (oh, ow))  # zeros add nothing
+    # int32 sums as in TFLM (exact: a window would need 2^24 taps to overflow)
+    acc = windows(xp, p.filter, p.stride, (1, 1), (oh, ow)).sum(axis=(3, 4), dtype=np.int32).astype(np.int64)
     count = (
         valid_taps(oh, p.stride[0], p.pad[0], p.filter[0], x.shape[1])[:, None]
         * valid_taps(ow, p.stride[1], p.pad[1], p.filter[1], x.shape[2])[None, :]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import KwsgenError
-from ..fixedpoint import Rounding, mbqm, quantize_multiplier, round_half_away
+from ..fixedpoint import Rounding, mbqm, quantize_multiplier
 from ..ir import Graph, Operator
 from . import OpDef, register
 from ._common import check_arity, check_int8_activation, tensor_in, tensor_out
@@ -44,8 +44,14 @@ def affine_quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """
     with np.errstate(over="ignore", invalid="ignore"):
         q = np.asarray(x, dtype=np.float32) / np.float32(scale)
-        v = round_half_away(q) + zero_point  # float64: exact for every float32 rounded value + small int
-        out = np.where(v >= 127, 127, np.where(v > -128, v, -128))
+        # round half away from zero is trunc(q +- 1/2) (float64: exact for float32 q); truncation is monotone,
+        # so clamping before it to the integer bounds (fmax sends NaN to the lower one) gives the same integer
+        u = q.astype(np.float64)
+        u += np.copysign(0.5, q)
+        np.fmax(u, -128 - zero_point, out=u)
+        np.minimum(u, 127 - zero_point, out=u)
+        out = u.astype(np.int16)  # truncates
+    out += zero_point
     return out.astype(np.int8)
 
 

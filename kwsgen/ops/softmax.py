@@ -28,6 +28,7 @@ from ..fixedpoint import (
 from ..ir import Graph, Operator
 from . import OpDef, register
 from ._common import check_arity, check_int8_activation, tensor_in, tensor_out
+from ._conv_math import per_layer
 
 SCALED_DIFF_INTEGER_BITS = 5  # Q5.26 input to exp()
 ACCUMULATION_INTEGER_BITS = 12  # Q12.19 sum of exps
@@ -81,20 +82,32 @@ def prepare(op: Operator, graph: Graph, rounding: Rounding) -> SoftmaxParams:
     return SoftmaxParams(mult, shift, -radius, depth, x.size // depth)
 
 
+@per_layer
+def _exp_table(op: Operator, graph: Graph, p: SoftmaxParams, rounding: Rounding) -> tuple[np.ndarray, np.ndarray]:
+    """exp() in Q0 and its Q12.19 share of the sum (0 when dropped) for every int8 difference max - x (0..255).
+
+    Per element, everything up to the sum depends on that difference alone, so it is computed once per layer.
+    """
+    diff = -np.arange(256, dtype=np.int64)
+    exps = exp_on_negative_values(mbqm_greater_than_one(diff, p.multiplier, p.left_shift, rounding), SCALED_DIFF_INTEGER_BITS)
+    shares = np.where(diff >= p.diff_min, rescale(exps, 0, ACCUMULATION_INTEGER_BITS), 0)
+    return exps, shares
+
+
 def reference(op: Operator, graph: Graph, p: SoftmaxParams, xs: list, rounding: Rounding) -> list[np.ndarray]:
     y = tensor_out(op, graph)
     if xs[0].dtype != np.int8:  # constant folding of another dtype: int8 semantics would be wrong
         raise ValueError(f"{op}: int8 input expected, got {xs[0].dtype}")
-    v = xs[0].reshape(-1, p.depth).astype(np.int64)
-    diff = v - v.max(axis=1, keepdims=True)
-    kept = diff >= p.diff_min
-    exps = exp_on_negative_values(mbqm_greater_than_one(diff, p.multiplier, p.left_shift, rounding), SCALED_DIFF_INTEGER_BITS)
-    sums = wrap32(np.where(kept, rescale(exps, 0, ACCUMULATION_INTEGER_BITS), 0).sum(axis=1, keepdims=True))
+    v = xs[0].reshape(-1, p.depth)
+    below_max = v.max(axis=1, keepdims=True).astype(np.int16) - v  # 0..255
+    table_exps, table_shares = _exp_table(op, graph, p, rounding)
+    exps = table_exps[below_max]
+    sums = wrap32(table_shares[below_max].sum(axis=1, keepdims=True))
     scale, bits_over_unit = get_reciprocal(sums, ACCUMULATION_INTEGER_BITS)
     exponent = bits_over_unit + 31 - 8
     assert ((exponent >= 0) & (exponent <= 31)).all(), "softmax output shift out of range (row too long)"
     out = rdbpot(srdhm(scale, exps), exponent) - 128
-    out = np.where(kept, np.clip(out, -128, 127), -128).astype(np.int8)
+    out = np.where(-below_max >= p.diff_min, np.clip(out, -128, 127), -128).astype(np.int8)
     return [out.reshape((xs[0].shape[0],) + y.shape)]
 
 

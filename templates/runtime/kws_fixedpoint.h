@@ -15,20 +15,41 @@
 #define KWS_SINGLE_ROUNDING {{ 1 if rounding == "single" else 0 }}
 #endif
 
+/* 1 where a 32x32->64-bit multiply-accumulate is one instruction (SMLAL; x86-64 and the like):
+   everywhere but the Thumb-1-only Arm cores (v6-M and v8-M Baseline: Cortex-M0/M0+/M1/M23), where it
+   is a library call. Kernels pick their 64-bit accumulator paths with it; both paths are bit-exact. */
+#ifndef KWS_HAVE_MUL64
+#if defined(__ARM_ARCH_ISA_THUMB) && __ARM_ARCH_ISA_THUMB == 1 && !defined(__ARM_ARCH_ISA_ARM)
+#define KWS_HAVE_MUL64 0
+#else
+#define KWS_HAVE_MUL64 1
+#endif
+#endif
+
+/* Keeps a hot inner loop in a function of its own: inlined into a large kernel, its accumulators
+   compete with the kernel's own variables for registers and spill inside the loop. */
+#if defined(__GNUC__)
+#define KWS_NOINLINE __attribute__((noinline))
+#else
+#define KWS_NOINLINE
+#endif
+
 /* Wrapping int32 arithmetic (what the TFLite kernels assume), without C's signed-overflow UB. */
 static inline int32_t kws_add_wrap(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 static inline int32_t kws_sub_wrap(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
 static inline int32_t kws_shl_wrap(int32_t a, int s) { return (int32_t)((uint32_t)a << s); }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul. */
+/* gemmlowp SaturatingRoundingDoublingHighMul. gemmlowp adds a nudge of 2^30 (ab >= 0) or
+   1 - 2^30 (ab < 0) and divides by 2^31 truncating toward zero; for ab < 0 that is
+   ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31), the same expression as for ab >= 0.
+   So it is ab / 2^31 rounded half up: bits 31..62 of ab + 2^30, no sign test, no division.
+   The result lies in [-2^31 + 1, 2^31]; only 2^31 (INT32_MIN * INT32_MIN) wraps to INT32_MIN in
+   32 bits, and that is exactly the case gemmlowp saturates to INT32_MAX. */
 static inline int32_t kws_srdhm(int32_t a, int32_t b)
 {
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    if (a == b && a == INT32_MIN) {
-        return INT32_MAX;
-    }
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    const uint64_t t = (uint64_t)((int64_t)a * (int64_t)b) + (1u << 30);
+    const int32_t y = (int32_t)(uint32_t)(t >> 31);
+    return y == INT32_MIN ? INT32_MAX : y;
 }
 
 /* gemmlowp RoundingDivideByPOT: rounding arithmetic right shift, ties away from zero. */
@@ -40,28 +61,91 @@ static inline int32_t kws_rdbpot(int32_t x, int exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* TFLite MultiplyByQuantizedMultiplier: x * q * 2^(shift - 31), rounded. */
-static inline int32_t kws_mbqm(int32_t x, int32_t multiplier, int32_t shift)
-{
+/* TFLite MultiplyByQuantizedMultiplier: x * q * 2^(shift - 31), rounded, in two parts: the work that
+ * depends on (q, shift) only (kws_mbqm_prepare: once per channel, hoisted out of pixel loops) and the
+ * work per value (kws_mbqm_apply: one 32x32->64 multiply-accumulate and a few 32-bit steps; the
+ * composition of srdhm and rdbpot costs about three times as many instructions on Cortex-M).
+ *
+ * For shift < 0 (right = -shift >= 1), with P = x * q:
+ *  - single rounding is floor((P + 2^(30+right)) / 2^(31+right));
+ *  - double rounding is rdbpot(srdhm(x, q), right) with y = srdhm = floor((P + 2^30) / 2^31) (see
+ *    kws_srdhm); rdbpot adds 2^(right-1) - [y < 0] and floors by 2^right, and floors of floors
+ *    compose: floor((P + 2^30 + 2^(30+right) - [y < 0] * 2^31) / 2^(31+right)). [y < 0] =
+ *    [P + 2^30 < 0] may be replaced by the sign bit of x ^ q: they differ only for -2^30 <= P <= 0,
+ *    where both give 0. INT32_MIN * INT32_MIN needs no saturation here: it gives 2^(31-right),
+ *    which is rdbpot(INT32_MAX, right).
+ * Both are (P + k - (sign bit of x ^ q) * sign) >> (31 + right), i.e. the high word of the 64-bit
+ * sum shifted right by right - 1, with no 64-bit variable shift. For shift >= 0 double rounding is
+ * srdhm(x << shift, q) and single rounding (P + 2^(30-shift)) >> (31 - shift).
+ * Checked against the reference compositions over every edge case and millions of random operands
+ * (tests/test_kernels_portable.py). */
+typedef struct {
+    int32_t multiplier;
+    int32_t shift;  /* >= 0: the left-shift forms above; < 0: the high-word form */
+    uint64_t k;     /* rounding constant of the high-word form */
+    int32_t rshift; /* right - 1 */
+} kws_mbqm_t;
+
+/* The sign-bit term of the high-word form: double rounding's [y < 0] (see above); none in single. */
 #if KWS_SINGLE_ROUNDING
-    const int64_t total_shift = 31 - shift;
-    const int64_t round = (int64_t)1 << (total_shift - 1);
-    return (int32_t)(((int64_t)x * multiplier + round) >> total_shift);
+#define KWS_MBQM_SIGN 0u
 #else
-    const int left = shift > 0 ? shift : 0;
-    const int right = shift > 0 ? 0 : -shift;
-    return kws_rdbpot(kws_srdhm(kws_shl_wrap(x, left), multiplier), right);
+#define KWS_MBQM_SIGN 0x80000000u
 #endif
+
+static inline kws_mbqm_t kws_mbqm_prepare(int32_t multiplier, int32_t shift)
+{
+    kws_mbqm_t q;
+    q.multiplier = multiplier;
+    q.shift = shift;
+    q.k = 0;
+    q.rshift = 0;
+    if (shift < 0) {
+        const uint32_t p2 = 1u << -shift; /* 2^right; 2^(30+right) = (p2 >> 2) * 2^32 + (p2 << 30) mod 2^32 */
+        q.k = ((uint64_t)(p2 >> 2) << 32) | (uint32_t)(p2 << 30);
+#if !KWS_SINGLE_ROUNDING
+        q.k += 1u << 30;
+#endif
+        q.rshift = -shift - 1;
+    }
+    return q;
 }
 
-/* MultiplyByQuantizedMultiplierSmallerThanOneExp (left_shift <= 0). */
+/* kws_mbqm_apply for a prepared shift < 0 only (the high-word form): kernels that know all their
+   channels' shifts are negative skip the test. */
+static inline int32_t kws_mbqm_apply_right(int32_t x, const kws_mbqm_t *q)
+{
+    const uint64_t t = (uint64_t)((int64_t)x * (int64_t)q->multiplier) + q->k -
+                       ((uint32_t)(x ^ q->multiplier) & KWS_MBQM_SIGN);
+    return (int32_t)(uint32_t)(t >> 32) >> q->rshift;
+}
+
+static inline int32_t kws_mbqm_apply(int32_t x, const kws_mbqm_t *q)
+{
+    if (q->shift < 0) {
+        return kws_mbqm_apply_right(x, q);
+    } else {
+#if KWS_SINGLE_ROUNDING
+        const int total = 31 - q->shift;
+        const uint64_t t = (uint64_t)((int64_t)x * (int64_t)q->multiplier) + (1u << (total - 1));
+        return (int32_t)(((uint32_t)t >> total) | ((uint32_t)(t >> 32) << (32 - total)));
+#else
+        return kws_srdhm(kws_shl_wrap(x, q->shift), q->multiplier);
+#endif
+    }
+}
+
+static inline int32_t kws_mbqm(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const kws_mbqm_t q = kws_mbqm_prepare(multiplier, shift);
+    return kws_mbqm_apply(x, &q);
+}
+
+/* MultiplyByQuantizedMultiplierSmallerThanOneExp (left_shift <= 0): rdbpot(srdhm(x, q), -left_shift)
+   in double rounding, which is kws_mbqm's composition for a shift <= 0, so both modes share it. */
 static inline int32_t kws_mbqm_smaller_than_one_exp(int32_t x, int32_t multiplier, int32_t left_shift)
 {
-#if KWS_SINGLE_ROUNDING
     return kws_mbqm(x, multiplier, left_shift);
-#else
-    return kws_rdbpot(kws_srdhm(x, multiplier), -left_shift);
-#endif
 }
 
 /* MultiplyByQuantizedMultiplierGreaterThanOne (left_shift >= 0). */
