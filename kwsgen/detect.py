@@ -53,6 +53,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import KwsgenError
+from .frontend.api import input_quant
 from .frontend.codegen import Quantization
 from .frontend.config import FrontendConfig
 from .legalize import Model
@@ -145,13 +146,7 @@ def frontend_quant(model: Model, cfg: FrontendConfig) -> Quantization:
     """The int8 scale/zero point the front end quantizes into: the model's core (post-QUANTIZE) input."""
     if len(model.core_inputs) != 1:
         raise KwsgenError(f"keyword detection needs a model with one input, this one has {len(model.core_inputs)}")
-    t = model.graph.tensors[model.core_inputs[0]]
-    if t.dtype != "int8" or t.quant is None or t.quant.per_channel:
-        raise KwsgenError(f"the front end feeds an int8 per-tensor-quantized input, the model's is {t.dtype}")
-    if t.size != cfg.num_features:
-        raise KwsgenError(f"model input has {t.size} values, front end {cfg.name!r} gives {cfg.num_frames} frames x "
-                          f"{cfg.num_coefficients} coefficients = {cfg.num_features}")
-    return Quantization(float(t.quant.s), int(t.quant.zp))
+    return input_quant(model.graph.tensors[model.core_inputs[0]], cfg)
 
 
 def score_table(model: Model, labels: Sequence[str]) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import Problem, UnsupportedModelError
 from .fixedpoint import Rounding
 from .importer import load
-from .ir import ABSENT, Graph, Operator, Tensor, const_array
+from .ir import ABSENT, Graph, Operator, const_array
 from .ops import OpDef, lookup
 
 # Operators that only ever make sense at compile time (their result is shape metadata).

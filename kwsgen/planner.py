@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from .legalize import Layer, Model
+from .legalize import Model
 from .ops import EmitTarget
 
 DEFAULT_ALIGNMENT = 16

@@ -76,10 +76,10 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def host_archive(lib: CmsisNN, cc: str, cflags: tuple[str, ...]) -> Path:
-    """Build (once, cached by source and flags) a static archive of CMSIS-NN for the host."""
+def _archive(lib: CmsisNN, cc: str, cflags: tuple[str, ...], kind: str) -> Path:
+    """Compile every integer source once into a static archive, cached by sources, compiler and flags."""
     key = hashlib.sha256(("|".join([lib.fingerprint(), cc, *cflags])).encode()).hexdigest()[:16]
-    out = cache_dir() / f"cmsis-nn-host-{key}"
+    out = cache_dir() / f"cmsis-nn-{kind}-{key}"
     archive = out / "libcmsis-nn.a"
     if archive.is_file():
         return archive
@@ -92,9 +92,10 @@ def host_archive(lib: CmsisNN, cc: str, cflags: tuple[str, ...]) -> Path:
         proc = subprocess.run([cc, *cflags, f"-I{lib.include}", "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise KwsgenError(f"building CMSIS-NN {src.name} for the host failed: {proc.stderr.strip().splitlines()[:1]}")
+            raise KwsgenError(f"building CMSIS-NN {src.name} ({kind}) failed: {(proc.stderr.strip().splitlines() or ['?'])[0]}")
         objects.append(str(obj))
-    subprocess.run(["ar", "rcs", str(tmp / "libcmsis-nn.a"), *objects], check=True, capture_output=True)
+    ar = cc[: -len("gcc")] + "ar" if cc.endswith("gcc") else "ar"
+    subprocess.run([ar, "rcs", str(tmp / "libcmsis-nn.a"), *objects], check=True, capture_output=True)
     try:
         os.replace(tmp, out)
     except OSError:  # another process won the race: use its archive
@@ -102,31 +103,14 @@ def host_archive(lib: CmsisNN, cc: str, cflags: tuple[str, ...]) -> Path:
     return archive
 
 
+def host_archive(lib: CmsisNN, cc: str, cflags: tuple[str, ...]) -> Path:
+    """CMSIS-NN built for the host (its scalar code path)."""
+    return _archive(lib, cc, cflags, "host")
+
+
 def firmware_archive(lib: CmsisNN, gcc: str, cflags: tuple[str, ...]) -> Path:
-    """Build (once, cached by source, compiler and the board's flags) CMSIS-NN for a firmware."""
-    key = hashlib.sha256(("|".join([lib.fingerprint(), gcc, *cflags])).encode()).hexdigest()[:16]
-    out = cache_dir() / f"cmsis-nn-fw-{key}"
-    archive = out / "libcmsis-nn.a"
-    if archive.is_file():
-        return archive
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    objects = []
-    for i, src in enumerate(lib.sources()):
-        obj = tmp / f"{i:03d}_{src.stem}.o"
-        proc = subprocess.run([gcc, *cflags, f"-I{lib.include}", "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise KwsgenError(f"building CMSIS-NN {src.name} failed: {(proc.stderr.strip().splitlines() or ['?'])[0]}")
-        objects.append(str(obj))
-    ar = gcc[: -len("gcc")] + "ar" if gcc.endswith("gcc") else "ar"
-    subprocess.run([ar, "rcs", str(tmp / "libcmsis-nn.a"), *objects], check=True, capture_output=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return archive
+    """CMSIS-NN built for a firmware with the board's flags (its DSP or MVE code path where the core has it)."""
+    return _archive(lib, gcc, cflags, "fw")
 
 
 def project_files(lib: CmsisNN) -> dict[str, bytes]:

@@ -79,10 +79,15 @@ def model_input_quant(model_path: str | Path, cfg: FrontendConfig) -> Quantizati
         tensor = model.graph.tensors[model.core_inputs[0]]
     except UnsupportedModelError:
         tensor, _ = _input_quant_from_graph(path)
+    return input_quant(tensor, cfg, f"{path}: ")
+
+
+def input_quant(tensor, cfg: FrontendConfig, where: str = "") -> Quantization:
+    """The quantization of a model input tensor the front end feeds, checked against the front end's shape."""
     if tensor.dtype != "int8" or tensor.quant is None or tensor.quant.per_channel:
-        raise KwsgenError(f"{path}: the front end feeds int8 per-tensor-quantized input, the model's is {tensor.dtype}")
+        raise KwsgenError(f"{where}the front end feeds int8 per-tensor-quantized input, the model's is {tensor.dtype}")
     if tensor.size != cfg.num_features:
-        raise KwsgenError(f"{path}: model input has {tensor.size} values, front end {cfg.name!r} gives "
+        raise KwsgenError(f"{where}model input has {tensor.size} values, front end {cfg.name!r} gives "
                           f"{cfg.num_frames} frames x {cfg.num_coefficients} coefficients = {cfg.num_features}")
     return Quantization(float(tensor.quant.s), int(tensor.quant.zp))
 

@@ -52,6 +52,20 @@ def check_const(t: Tensor | None, what: str, dtype: str | tuple[str, ...] | None
     return []
 
 
+def check_weighted_layer(op: Operator, graph: Graph) -> list[str]:
+    """What CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED all require: int8 activations, a supported
+    fused activation, constant int8 weights and an optional constant int32 bias."""
+    problems = check_arity(op, (2, 3))
+    if problems:
+        return problems
+    x, w, b, y = tensor_in(op, graph, 0), tensor_in(op, graph, 1), tensor_in(op, graph, 2), tensor_out(op, graph)
+    problems += check_int8_activation(x, "input") + check_int8_activation(y, "output") + check_activation(op, y)
+    problems += check_const(w, "filter", "int8")
+    if b is not None:
+        problems += check_const(b, "bias", "int32")
+    return problems
+
+
 def check_activation(op: Operator, out: Tensor | None = None) -> list[str]:
     """A supported fused activation whose bounds TFLM can quantize at the output's scale."""
     act = op.opt("fused_activation_function", "NONE")

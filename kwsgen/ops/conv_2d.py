@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,11 +11,8 @@ from ..fixedpoint import INT32_MAX, RequantS8, Rounding, requant_s8, requantize_
 from ..ir import Graph, Operator
 from . import EmitTarget, OpDef, register
 from ._common import (
+    check_weighted_layer,
     act_range,
-    check_activation,
-    check_arity,
-    check_const,
-    check_int8_activation,
     out_size,
     padding_before,
     per_channel_multipliers,
@@ -22,6 +20,9 @@ from ._common import (
     tensor_out,
 )
 from ._conv_math import ExactMatmul, exact_matmul_plan, im2col, pad_nhwc, per_layer, work_buffer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..codegen import EmitContext, Emitted
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,10 @@ class ConvParams:
 
 
 def check(op: Operator, graph: Graph) -> list[str]:
-    problems = check_arity(op, (2, 3))
+    problems = check_weighted_layer(op, graph)
     if problems:
         return problems
     x, w, b, y = tensor_in(op, graph, 0), tensor_in(op, graph, 1), tensor_in(op, graph, 2), tensor_out(op, graph)
-    problems += check_int8_activation(x, "input") + check_int8_activation(y, "output") + check_activation(op, y)
-    problems += check_const(w, "filter", "int8")
-    if b is not None:
-        problems += check_const(b, "bias", "int32")
-    if problems:
-        return problems
     if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
         return ["input, filter and output must be 4-D (NHWC / OHWI)"]
     if w.quant is None or any(z != 0 for z in w.quant.zero_point):
@@ -275,7 +270,7 @@ def emit_portable(ctx, x_shape, y_shape, w: np.ndarray, bias: np.ndarray | None,
     return Emitted(ctx.render(template, "decl", **args), ctx.render(template, "call", **args))
 
 
-def emit(ctx) -> "Emitted":
+def emit(ctx: "EmitContext") -> "Emitted":
     op, graph, p = ctx.op, ctx.model.graph, ctx.params
     x, w, y = tensor_in(op, graph, 0), tensor_in(op, graph, 1), tensor_out(op, graph)
     dims = dict(

@@ -17,11 +17,8 @@ from ..fixedpoint import INT32_MAX, RequantS8, Rounding, requant_s8, requantize_
 from ..ir import Graph, Operator
 from . import EmitTarget, OpDef, register
 from ._common import (
+    check_weighted_layer,
     act_range,
-    check_activation,
-    check_arity,
-    check_const,
-    check_int8_activation,
     out_size,
     padding_before,
     per_channel_multipliers,
@@ -56,16 +53,10 @@ def _geometry(op: Operator) -> tuple[tuple[int, int], tuple[int, int], str, int]
 
 
 def check(op: Operator, graph: Graph) -> list[str]:
-    problems = check_arity(op, (2, 3))
+    problems = check_weighted_layer(op, graph)
     if problems:
         return problems
     x, w, b, y = tensor_in(op, graph, 0), tensor_in(op, graph, 1), tensor_in(op, graph, 2), tensor_out(op, graph)
-    problems += check_int8_activation(x, "input") + check_int8_activation(y, "output") + check_activation(op, y)
-    problems += check_const(w, "filter", "int8")
-    if b is not None:
-        problems += check_const(b, "bias", "int32")
-    if problems:
-        return problems
     if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
         return ["input, filter and output must be 4-D (NHWC, filter 1HWO)"]
     if w.shape[0] != 1:

@@ -13,15 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..fixedpoint import INT32_MAX, RequantS8, Rounding, quantize_multipliers, requant_s8, requantize_s8, wrap32
+from ..fixedpoint import INT32_MAX, RequantS8, Rounding, requant_s8, requantize_s8, wrap32
 from ..ir import Graph, Operator
 from . import EmitTarget, OpDef, register
 from ._common import (
+    check_weighted_layer,
     act_range,
-    check_activation,
-    check_arity,
-    check_const,
-    check_int8_activation,
     per_channel_multipliers,
     tensor_in,
     tensor_out,
@@ -56,16 +53,10 @@ def _rows(op: Operator, graph: Graph) -> tuple[int, int, int]:
 
 
 def check(op: Operator, graph: Graph) -> list[str]:
-    problems = check_arity(op, (2, 3))
+    problems = check_weighted_layer(op, graph)
     if problems:
         return problems
     x, w, b, y = tensor_in(op, graph, 0), tensor_in(op, graph, 1), tensor_in(op, graph, 2), tensor_out(op, graph)
-    problems += check_int8_activation(x, "input") + check_int8_activation(y, "output") + check_activation(op, y)
-    problems += check_const(w, "filter", "int8")
-    if b is not None:
-        problems += check_const(b, "bias", "int32")
-    if problems:
-        return problems
     if op.opt("weights_format", 0) not in (0, "DEFAULT"):
         return [f"weights format {op.opt('weights_format')} is not supported (only DEFAULT; TFLM has no shuffled weights)"]
     if len(w.shape) != 2:
