@@ -43,9 +43,3 @@ class ToolMissingError(KwsgenError):
     """An external tool (compiler, QEMU, PlatformIO) is not installed."""
 
     exit_code = 3
-
-
-class VerificationError(KwsgenError):
-    """Generated code disagrees with the reference interpreter."""
-
-    exit_code = 1

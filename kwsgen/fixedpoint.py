@@ -64,13 +64,6 @@ def quantize_multipliers(ms, rounding: Rounding = Rounding.DOUBLE) -> tuple[np.n
     return mult, shift
 
 
-def quantize_multiplier_smaller_than_one_exp(m: float) -> tuple[int, int]:
-    """QuantizeMultiplierSmallerThanOneExp: requires m < 1, returns (q, left_shift <= 0)."""
-    q, shift = quantize_multiplier(m)
-    assert shift <= 0, m
-    return q, shift
-
-
 def wrap32(x: np.ndarray) -> np.ndarray:
     """Two's complement wrap of int64 values to the int32 range."""
     return ((np.asarray(x, dtype=np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)

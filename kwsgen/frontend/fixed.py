@@ -416,10 +416,6 @@ def _quantize(r: np.ndarray, t: FixedTables) -> np.ndarray:
     return np.clip(q, -128, 127).astype(np.int8)
 
 
-def _features_from_log(l: np.ndarray, t: FixedTables) -> np.ndarray:
-    return _quantize(_dct(l, t), t)
-
-
 def frames_cepstrum(frames: np.ndarray, t: FixedTables) -> np.ndarray:
     """Stages 2-8 on int16 frames [F, window_length]: the MFCCs before quantization, int64 in Q(t.out_q)."""
     out = np.empty((frames.shape[0], t.cfg.num_coefficients), dtype=np.int64)

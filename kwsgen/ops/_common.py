@@ -110,15 +110,6 @@ def per_channel_multipliers(
     return quantize_multipliers(effective, rounding)
 
 
-def batch_leading(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """View a batched value [N, *shape] (constants arrive broadcast)."""
-    return x.reshape((x.shape[0],) + tuple(shape))
-
-
-def saturate_int8(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, -128, 127).astype(np.int8)
-
-
 # ---- data movement (STRIDED_SLICE, SPLIT, PACK, TRANSPOSE, ...) ----
 
 from dataclasses import dataclass  # noqa: E402  (appended section; the module head is shared)
