@@ -109,6 +109,9 @@ def drop_dead(graph: Graph) -> Graph:
 
 def _edge_problems(graph: Graph) -> list[str]:
     problems = []
+    if not graph.inputs or not graph.outputs:
+        problems.append(f"model has {len(graph.inputs)} input(s) and {len(graph.outputs)} output(s); "
+                        "a keyword-spotting model needs at least one of each")
     for i in graph.inputs:
         t = graph.tensors[i]
         if t.dtype not in ("int8", "float32"):

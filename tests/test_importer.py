@@ -170,3 +170,12 @@ def test_fuzz_mutated_models_only_raise_kwsgen_errors(data):
     t = model.graph.tensors[model.graph.inputs[0]]
     x = np.zeros((2,) + t.shape, dtype=t.dtype)
     run(model, x)  # a model that loads must also run
+
+
+def test_model_without_inputs_is_rejected():
+    """Found by the fuzz test: a graph whose input list was corrupted away."""
+    from kwsgen.testing.builder import build_model
+
+    buf = build_model([int8_spec((4,), 0.1, 0), int8_spec((4,), 0.1, 0)], [OpSpec("RELU", (0,), (1,))], [], [1])
+    with pytest.raises(UnsupportedModelError, match="0 input"):
+        load_model(buf)
